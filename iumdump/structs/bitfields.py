@@ -1,0 +1,72 @@
+"""C bit fields as construct definitions.
+
+MSVC (and every x86 C ABI) allocates bit fields of a ULONG from the least significant bit.
+A little-endian word seen through ``ByteSwapped`` becomes a big-endian bit stream whose first
+bit is the word's most significant one, so a ``BitStruct`` lists the fields from the top bit down.
+(``BitsSwapped`` would reverse bit order inside each byte instead, which is wrong for fields that
+cross a byte boundary.) Gaps between named fields become explicit fields so that any word — even
+one with garbage in reserved bits — parses and rebuilds byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from construct import BitsInteger, BitStruct, ByteSwapped, Construct, Flag
+
+
+@dataclass(frozen=True)
+class BitField:
+    """One C bit field: ``name`` occupies bits ``[bit, bit + length)`` of the word."""
+
+    name: str
+    bit: int
+    length: int = 1
+
+
+def lsb_first_bitfield_word(fields: Iterable[BitField], size: int, *,
+                            gap_prefix: str = "_bits") -> Construct:
+    """A construct for a ``size``-byte little-endian word holding ``fields`` (LSB-first).
+
+    Single-bit fields parse as ``bool``; wider ones as ``int``. Uncovered bits appear as
+    ``{gap_prefix}{first_bit}_{last_bit}`` integer fields so nothing is silently dropped.
+    """
+    width = size * 8
+    ordered: Sequence[BitField] = sorted(fields, key=lambda f: f.bit)
+    cursor = 0
+    layout: list = []  # (name, construct) from LSB up
+    for field in ordered:
+        if field.bit < cursor:
+            raise ValueError(f"bit field {field.name} overlaps the previous field at bit {field.bit}")
+        if field.bit + field.length > width:
+            raise ValueError(f"bit field {field.name} runs past bit {width - 1}")
+        if field.bit > cursor:
+            layout.append(_gap(gap_prefix, cursor, field.bit))
+        layout.append(field.name / (Flag if field.length == 1 else BitsInteger(field.length)))
+        cursor = field.bit + field.length
+    if cursor < width:
+        layout.append(_gap(gap_prefix, cursor, width))
+    return ByteSwapped(BitStruct(*reversed(layout)))
+
+
+def _gap(prefix: str, start: int, end: int):
+    return f"{prefix}{start}_{end - 1}" / BitsInteger(end - start)
+
+
+def field_names(word: Construct) -> list[str]:
+    """Names of every field (named and gap) of a word made by ``lsb_first_bitfield_word``."""
+    return [sub.name for sub in word.subcon.subcons]
+
+
+def build_word(word: Construct, **values) -> bytes:
+    """Build a bit-field word from the named values given; every other field is zero."""
+    unknown = set(values) - set(field_names(word))
+    if unknown:
+        raise ValueError(f"no such bit field(s): {', '.join(sorted(unknown))}")
+    return word.build({name: values.get(name, 0) for name in field_names(word)})
+
+
+def word_value(word: Construct, **values) -> int:
+    """``build_word`` as an integer."""
+    return int.from_bytes(build_word(word, **values), "little")
