@@ -56,7 +56,8 @@ def _gap(prefix: str, start: int, end: int):
 
 def field_names(word: Construct) -> list[str]:
     """Names of every field (named and gap) of a word made by ``lsb_first_bitfield_word``."""
-    return [sub.name for sub in word.subcon.subcons]
+    # ByteSwapped → BitStruct (a Transformed wrapping the Struct)
+    return [sub.name for sub in word.subcon.subcon.subcons]
 
 
 def build_word(word: Construct, **values) -> bytes:
