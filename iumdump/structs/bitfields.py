@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from construct import BitsInteger, BitStruct, ByteSwapped, Construct, Flag
+from construct import BitsInteger, BitStruct, ByteSwapped, Construct, ConstructError, Flag
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,15 @@ def build_word(word: Construct, **values) -> bytes:
 def word_value(word: Construct, **values) -> int:
     """``build_word`` as an integer."""
     return int.from_bytes(build_word(word, **values), "little")
+
+
+def construct_message(exc: ConstructError) -> str:
+    """A ConstructError as one line, for wrapping into an iumdump error at the boundary.
+
+    construct prefixes its message with ``Error in path (parsing) -> Field`` on a line of its own;
+    the CLI's contract is one line per error, so the path moves to the end.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if exc.path is not None and lines and lines[0].startswith("Error in path"):
+        lines = lines[1:] + [f"(at {exc.path})"]
+    return " ".join(lines) or type(exc).__name__
