@@ -14,12 +14,22 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from array import array
 from typing import Iterator
 
 from ..errors import Error, InvalidInputError
 
 PAGE_SIZE = 0x1000
 PAGE_SHIFT = 12
+ZERO_PAGE = bytes(PAGE_SIZE)
+
+# Kinds of frame reported by ``GuestPhysicalMemory.frame_runs``.
+FRAME_EXPLICIT = "explicit"
+FRAME_BACKGROUND = "background"
+FRAME_FREE = "free"
+
+_BLOCK_PAGES = 256  # bulk copies of background/zero frames go 1 MiB at a time
+_ZERO_BLOCK = bytes(_BLOCK_PAGES * PAGE_SIZE)
 
 
 class OutOfMemoryError(Error, MemoryError):
@@ -37,6 +47,7 @@ class GuestPhysicalMemory:
         self._frames: dict[int, bytearray] = {}
         self._background: list[tuple[int, int]] = []  # sorted, disjoint [start_pfn, end_pfn)
         self._background_template = _noise_template(seed)
+        self._block: bytes | None = None  # the template repeated _BLOCK_PAGES times, built on use
 
     @property
     def frame_count(self) -> int:
@@ -57,14 +68,51 @@ class GuestPhysicalMemory:
 
     def read(self, gpa: int, length: int) -> bytes:
         self._check_range(gpa, length)
-        out = bytearray()
-        while length > 0:
-            pfn, in_page = divmod(gpa, PAGE_SIZE)
-            chunk = min(PAGE_SIZE - in_page, length)
-            out += self.page(pfn)[in_page:in_page + chunk]
-            gpa += chunk
-            length -= chunk
-        return bytes(out)
+        first = gpa >> PAGE_SHIFT
+        last = (gpa + length - 1) >> PAGE_SHIFT if length else first - 1
+        data = self.frames(first, last - first + 1) if length else b""
+        start = gpa - (first << PAGE_SHIFT)
+        return data[start:start + length]
+
+    def frames(self, start_pfn: int, count: int) -> bytes:
+        """Content of ``count`` consecutive frames."""
+        buffer = bytearray(count << PAGE_SHIFT)
+        self.frames_into(start_pfn, memoryview(buffer))
+        return bytes(buffer)
+
+    def frames_into(self, start_pfn: int, out: memoryview) -> None:
+        """Fill ``out`` (a whole number of pages) with the frames from ``start_pfn``.
+
+        The writers' hot path: a caller reuses one buffer, so a multi-GiB image costs no fresh
+        allocations (a new multi-MiB buffer per chunk costs a page fault per page), and background
+        runs are one copy of a pre-built block plus a strided stamp of their PFNs.
+        """
+        count = len(out) >> PAGE_SHIFT
+        if len(out) != count << PAGE_SHIFT:
+            raise InvalidInputError(f"buffer of {len(out):#x} bytes is not a whole number of pages")
+        self._check_range(start_pfn << PAGE_SHIFT, len(out))
+        for start, end, kind in self.frame_runs(start_pfn, start_pfn + count):
+            at = (start - start_pfn) << PAGE_SHIFT
+            if kind == FRAME_EXPLICIT:
+                for pfn in range(start, end):
+                    out[at:at + PAGE_SIZE] = self._frames[pfn]
+                    at += PAGE_SIZE
+                continue
+            while start < end:
+                n = min(end - start, _BLOCK_PAGES)
+                size = n << PAGE_SHIFT
+                if kind == FRAME_BACKGROUND:
+                    out[at:at + size] = memoryview(self._template_block())[:size]
+                    out[at:at + size].cast("Q")[::PAGE_SIZE // 8] = array("Q", range(start, start + n))
+                else:
+                    out[at:at + size] = memoryview(_ZERO_BLOCK)[:size]
+                start += n
+                at += size
+
+    def _template_block(self) -> bytes:
+        if self._block is None:
+            self._block = self._background_template * _BLOCK_PAGES
+        return self._block
 
     def page(self, pfn: int) -> bytes:
         frame = self._frames.get(pfn)
@@ -113,6 +161,39 @@ class GuestPhysicalMemory:
     def background_ranges(self) -> list[tuple[int, int]]:
         return list(self._background)
 
+    def frame_runs(self, start_pfn: int = 0, end_pfn: int | None = None
+                   ) -> Iterator[tuple[int, int, str]]:
+        """Maximal runs ``(start, end, kind)`` of one kind covering ``[start_pfn, end_pfn)``.
+
+        Explicit frames win over background ones; anything else is ``FRAME_FREE`` (reads as zeros).
+        """
+        end_pfn = self.frame_count if end_pfn is None else end_pfn
+        explicit = self.explicit_frames()
+        i = bisect.bisect_left(explicit, start_pfn)
+        b = max(bisect.bisect_right(self._background, (start_pfn, float("inf"))) - 1, 0)
+        pfn = start_pfn
+        while pfn < end_pfn:
+            if i < len(explicit) and explicit[i] == pfn:
+                run_end = pfn + 1
+                i += 1
+                while i < len(explicit) and explicit[i] == run_end and run_end < end_pfn:
+                    run_end += 1
+                    i += 1
+                yield pfn, run_end, FRAME_EXPLICIT
+                pfn = run_end
+                continue
+            next_explicit = explicit[i] if i < len(explicit) else end_pfn
+            while b < len(self._background) and self._background[b][1] <= pfn:
+                b += 1
+            if b < len(self._background) and self._background[b][0] <= pfn:
+                kind, run_end = FRAME_BACKGROUND, self._background[b][1]
+            else:
+                kind = FRAME_FREE
+                run_end = self._background[b][0] if b < len(self._background) else end_pfn
+            run_end = min(run_end, next_explicit, end_pfn)
+            yield pfn, run_end, kind
+            pfn = run_end
+
     def used_frames(self) -> Iterator[int]:
         """Every frame with content (explicit or background), ascending."""
         explicit = self.explicit_frames()
@@ -148,53 +229,61 @@ def _noise_template(seed: int) -> bytes:
 
 
 class FrameAllocator:
-    """Hands out free guest frames, lowest first, skipping reserved ranges."""
+    """Hands out free guest frames, lowest first, skipping reserved ranges.
+
+    The state of every frame is one byte of a bytearray (free, reserved, taken): 2 MiB for an
+    8 GiB machine, and ``bytearray.find`` searches for free frames and runs at C speed.
+    """
+
+    _FREE, _RESERVED, _TAKEN = 0, 1, 2
 
     def __init__(self, memory: GuestPhysicalMemory, *, reserved: list[tuple[int, int]] = ()) -> None:
         self.memory = memory
-        self._reserved = sorted(reserved)  # [start_pfn, end_pfn)
+        self._state = bytearray(memory.frame_count)
         self._next = 0
-        self._taken: set[int] = set()
+        for start, end in reserved:
+            self.reserve(start, end - start)
 
     def reserve(self, start_pfn: int, count: int) -> None:
-        self._reserved.append((start_pfn, start_pfn + count))
-        self._reserved.sort()
+        start = max(start_pfn, 0)
+        end = min(start_pfn + count, len(self._state))
+        if end <= start:
+            return
+        # Frames already taken stay taken; only free ones become reserved.
+        window = self._state[start:end]
+        self._state[start:end] = window.replace(bytes([self._FREE]), bytes([self._RESERVED]))
 
     def take(self, pfn: int) -> int:
         """Claim a specific frame (e.g. the DTB at a fixed address)."""
-        if pfn in self._taken:
+        if not 0 <= pfn < len(self._state):
+            raise InvalidInputError(f"frame {pfn:#x} is outside guest memory of {self.memory.size:#x} bytes")
+        if self._state[pfn] == self._TAKEN:
             raise InvalidInputError(f"frame {pfn:#x} is already allocated")
-        self._taken.add(pfn)
+        self._state[pfn] = self._TAKEN
         return pfn
 
     def allocate(self) -> int:
-        while True:
-            pfn = self._next
-            if pfn >= self.memory.frame_count:
-                raise OutOfMemoryError(f"guest memory of {self.memory.size:#x} bytes is exhausted")
-            self._next += 1
-            if pfn in self._taken or any(s <= pfn < e for s, e in self._reserved):
-                continue
-            self._taken.add(pfn)
-            return pfn
+        pfn = self._state.find(self._FREE, self._next)
+        if pfn < 0:
+            self._next = len(self._state)
+            raise OutOfMemoryError(f"guest memory of {self.memory.size:#x} bytes is exhausted")
+        self._state[pfn] = self._TAKEN
+        self._next = pfn + 1
+        return pfn
 
     def allocate_run(self, count: int) -> int:
         """``count`` contiguous free frames; returns the first."""
-        start = self._next
-        while True:
-            if start + count > self.memory.frame_count:
-                raise OutOfMemoryError(f"no run of {count} free frames")
-            clash = [p for p in range(start, start + count)
-                     if p in self._taken or any(s <= p < e for s, e in self._reserved)]
-            if not clash:
-                break
-            start = clash[-1] + 1
-        for p in range(start, start + count):
-            self._taken.add(p)
+        if count <= 0:
+            raise InvalidInputError(f"cannot allocate a run of {count} frames")
+        start = self._state.find(bytes(count), self._next)
+        if start < 0:
+            raise OutOfMemoryError(f"no run of {count} free frames")
+        self._state[start:start + count] = bytes([self._TAKEN]) * count
         if start == self._next:
             self._next = start + count
         return start
 
     @property
     def allocated(self) -> frozenset[int]:
-        return frozenset(self._taken)
+        taken = self._TAKEN
+        return frozenset(pfn for pfn, state in enumerate(self._state) if state == taken)

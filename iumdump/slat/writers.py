@@ -1,0 +1,303 @@
+"""Acquisition writers: dump a SLAT machine's memory the way real tools would.
+
+A tool running in the guest reads through VTL0's EPT, and the hypervisor refuses the pages VTL1
+took away. What the tool does about it depends on the format (DESIGN §6):
+
+* ``raw`` — a flat image of guest-physical memory; each refused page is written as zeros, as
+  WinPmem does when a read fails.
+* ``crash-full`` — a complete crash dump (DumpType 1): the header, then every frame of the one
+  physical memory run; refused pages zero-filled likewise.
+* ``crash-bitmap`` — a bitmap crash dump (DumpType 5): only frames whose bitmap bit is set are
+  stored; refused frames are left out, and so are frames never used, as a kernel dump omits free
+  pages.
+* ``host`` — the raw format read through the host view (everything readable), like a host-side
+  capture with LiveCloudKd.
+
+Files are streamed through one reusable buffer (the image is never in memory), zero runs become
+holes (a sparse file where the file system allows), and the file appears under its name only when
+complete: it is written to a temporary name in the same directory and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from tqdm import tqdm
+
+from ..errors import InvalidInputError
+from ..structs.crashdump import (
+    DUMP_HEADER64_SIZE, DUMP_TYPE_BITMAP, DUMP_TYPE_FULL, IMAGE_FILE_MACHINE_AMD64,
+    SUMMARY_DUMP_FIXED_SIZE, SUMMARY_DUMP_OFFSET, DumpHeader64, PhysicalMemoryRun, SummaryDump,
+    bitmap_bytes, build_dump_header, build_summary_dump,
+)
+from .ept import EPT_READ
+from .machine import FrameRanges, SlatMachine
+from .memory import FRAME_FREE, PAGE_SHIFT, PAGE_SIZE
+
+FORMATS = ("raw", "crash-full", "crash-bitmap", "host")
+CRASH_FORMATS = ("crash-full", "crash-bitmap")
+EXTENSIONS = {"raw": "raw", "crash-full": "dmp", "crash-bitmap": "dmp", "host": "raw"}
+
+BUGCHECK_LIVE_SYSTEM_DUMP = 0x161  # the bug check code of a dump taken from a running system
+_CHUNK_PAGES = 1024                # 4 MiB writes
+
+# What the view gave for a run of frames.
+_DATA = "data"          # readable and in use: stored with its content
+_FREE = "free"          # readable, never used: zeros (a hole), left out of a bitmap dump
+_REFUSED = "refused"    # the EPT refused the read: zero-filled or left out, by format
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What a crash dump header says about the kernel (the values KeBugCheck's writer fills)."""
+
+    directory_table_base: int
+    pfn_database: int
+    ps_loaded_module_list: int
+    ps_active_process_head: int
+    kd_debugger_data_block: int
+    number_processors: int = 1
+    system_time: int = 0                 # FILETIME (100 ns since 1601, UTC)
+    bugcheck_code: int = BUGCHECK_LIVE_SYSTEM_DUMP
+    bugcheck_parameters: tuple[int, int, int, int] = (0, 0, 0, 0)
+    machine_image_type: int = IMAGE_FILE_MACHINE_AMD64
+    major_version: int = 0xF             # 0xF: free (retail) build
+    minor_version: int = 0               # the build number, e.g. 19041
+    system_up_time: int = 0              # 100 ns units
+    product_type: int = 1                # NtProductWinNt
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a writer put in the file, frame by frame."""
+
+    path: str
+    format: str
+    size: int                        # bytes of the file (holes included)
+    pages_written: int               # frames stored with the content the view read
+    data_bytes: int                  # bytes actually written (not holes); the header included
+    first_page_offset: int           # file offset of the first stored frame
+    absent_pfns: FrameRanges = field(default_factory=FrameRanges)       # not in the file
+    zero_filled_pfns: FrameRanges = field(default_factory=FrameRanges)  # refused, stored as zeros
+    refused_pfns: FrameRanges = field(default_factory=FrameRanges)      # VTL0's EPT refused them
+
+
+def default_filename(fmt: str) -> str:
+    """``memory.raw`` or ``memory.dmp``, as ``iumdump synth`` names its output."""
+    _check_format(fmt)
+    return f"memory.{EXTENSIONS[fmt]}"
+
+
+def write_dump(machine: SlatMachine, path: str | os.PathLike, fmt: str,
+               facts: KernelFacts | None = None, *, progress: bool = True) -> WriteResult:
+    """Acquire ``machine``'s memory into ``path`` in format ``fmt`` (one of FORMATS)."""
+    _check_format(fmt)
+    if fmt in CRASH_FORMATS and facts is None:
+        raise InvalidInputError(f"the {fmt} format needs KernelFacts for its header")
+    view = machine.host_view() if fmt == "host" else machine.view(0)
+    plan = list(_plan(machine, view))
+    refused = FrameRanges((s, e) for s, e, state in plan if state == _REFUSED)
+    if fmt == "host":
+        refused = machine.refused_frames(0)
+    path = os.fspath(path)
+    with _AtomicFile(path) as out, _progress(machine, fmt, progress) as bar:
+        if fmt == "crash-bitmap":
+            result = _write_bitmap(machine, view, plan, facts, out, bar)
+        else:
+            base = DUMP_HEADER64_SIZE if fmt == "crash-full" else 0
+            size = base + machine.memory.size
+            header = b""
+            if fmt == "crash-full":
+                header = build_dump_header(_dump_header(machine, facts, DUMP_TYPE_FULL, size))
+            result = _write_flat(view, plan, out, bar, base, size, header)
+    written, data_bytes, size = result
+    stored_refused = fmt in ("raw", "crash-full")
+    if fmt == "crash-bitmap":
+        absent = FrameRanges((s, e) for s, e, state in plan if state != _DATA)
+    else:
+        absent = FrameRanges()
+    first_page = {"raw": 0, "host": 0, "crash-full": DUMP_HEADER64_SIZE}.get(fmt)
+    if first_page is None:
+        first_page = _bitmap_header_size(machine.frame_count)
+    return WriteResult(path=path, format=fmt, size=size, pages_written=written,
+                       data_bytes=data_bytes, first_page_offset=first_page, absent_pfns=absent,
+                       zero_filled_pfns=refused if stored_refused else FrameRanges(),
+                       refused_pfns=refused)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise InvalidInputError(f"unknown dump format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def _plan(machine: SlatMachine, view) -> Iterator[tuple[int, int, str]]:
+    """``(start, end, state)`` runs over all frames: the view's EPT runs crossed with the memory's
+    explicit/background/free runs. One EPT walk per leaf, so 8 GiB of 1 GiB leaves is 8 walks."""
+    access_runs = view.runs(0, machine.frame_count)
+    kind_runs = machine.memory.frame_runs(0, machine.frame_count)
+    run = next(access_runs, None)
+    kind = next(kind_runs, None)
+    pending: tuple[int, int, str] | None = None
+    while run is not None and kind is not None:
+        start = max(run.start_pfn, kind[0])
+        end = min(run.end_pfn, kind[1])
+        if not run.access & EPT_READ:
+            state = _REFUSED
+        elif kind[2] == FRAME_FREE:
+            state = _FREE
+        else:
+            state = _DATA
+        if pending is not None and pending[2] == state and pending[1] == start:
+            pending = (pending[0], end, state)
+        else:
+            if pending is not None:
+                yield pending
+            pending = (start, end, state)
+        if run.end_pfn == end:
+            run = next(access_runs, None)
+        if kind[1] == end:
+            kind = next(kind_runs, None)
+    if pending is not None:
+        yield pending
+
+
+def _write_flat(view, plan, out: _AtomicFile, bar, base: int, size: int, header: bytes
+                ) -> tuple[int, int, int]:
+    """Raw, host and crash-full: frame n at ``base + n * 4096``; zero runs stay holes."""
+    os.ftruncate(out.fd, size)
+    data_bytes = 0
+    if header:
+        data_bytes += _pwrite_all(out.fd, header, 0)
+    written = 0
+    buffer = memoryview(bytearray(_CHUNK_PAGES * PAGE_SIZE))
+    for start, end, state in plan:
+        if state == _DATA:
+            for pfn, count in _chunks(start, end):
+                chunk = buffer[:count << PAGE_SHIFT]
+                view.read_frames_into(pfn, chunk)
+                data_bytes += _pwrite_all(out.fd, chunk, base + (pfn << PAGE_SHIFT))
+                bar.update(count)
+        else:
+            bar.update(end - start)
+        if state != _REFUSED:
+            written += end - start
+    return written, data_bytes, size
+
+
+def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, out: _AtomicFile, bar
+                  ) -> tuple[int, int, int]:
+    """crash-bitmap: header, _SUMMARY_DUMP with one bit per stored frame, then those frames."""
+    frame_count = machine.frame_count
+    bitmap = bytearray(bitmap_bytes(frame_count))
+    pages = 0
+    for start, end, state in plan:
+        if state == _DATA:
+            _set_bits(bitmap, start, end)
+            pages += end - start
+    header_size = _bitmap_header_size(frame_count)
+    size = header_size + (pages << PAGE_SHIFT)
+    header = build_dump_header(_dump_header(machine, facts, DUMP_TYPE_BITMAP, size))
+    summary = build_summary_dump(SummaryDump(HeaderSize=header_size, Pages=pages,
+                                             BitmapSize=frame_count, Bitmap=bytes(bitmap)))
+    os.ftruncate(out.fd, size)
+    data_bytes = _pwrite_all(out.fd, header, 0) + _pwrite_all(out.fd, summary, SUMMARY_DUMP_OFFSET)
+    offset = header_size
+    buffer = memoryview(bytearray(_CHUNK_PAGES * PAGE_SIZE))
+    for start, end, state in plan:
+        if state != _DATA:
+            bar.update(end - start)
+            continue
+        for pfn, count in _chunks(start, end):
+            chunk = buffer[:count << PAGE_SHIFT]
+            view.read_frames_into(pfn, chunk)
+            data_bytes += _pwrite_all(out.fd, chunk, offset)
+            offset += len(chunk)
+            bar.update(count)
+    return pages, data_bytes, size
+
+
+def _bitmap_header_size(frame_count: int) -> int:
+    end = SUMMARY_DUMP_OFFSET + SUMMARY_DUMP_FIXED_SIZE + bitmap_bytes(frame_count)
+    return (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+def _set_bits(bitmap: bytearray, start: int, end: int) -> None:
+    """Set bits [start, end) of an LSB-first bitmap, whole bytes at a time in the middle."""
+    while start < end and start & 7:
+        bitmap[start >> 3] |= 1 << (start & 7)
+        start += 1
+    whole_end = end & ~7
+    if start < whole_end:
+        bitmap[start >> 3:whole_end >> 3] = b"\xff" * ((whole_end - start) >> 3)
+        start = whole_end
+    while start < end:
+        bitmap[start >> 3] |= 1 << (start & 7)
+        start += 1
+
+
+def _dump_header(machine: SlatMachine, facts: KernelFacts, dump_type: int, size: int
+                 ) -> DumpHeader64:
+    frames = machine.frame_count
+    return DumpHeader64(
+        DirectoryTableBase=facts.directory_table_base, PfnDataBase=facts.pfn_database,
+        PsLoadedModuleList=facts.ps_loaded_module_list,
+        PsActiveProcessHead=facts.ps_active_process_head,
+        KdDebuggerDataBlock=facts.kd_debugger_data_block, DumpType=dump_type,
+        Runs=(PhysicalMemoryRun(0, frames),), NumberOfPages=frames, RequiredDumpSpace=size,
+        SystemTime=facts.system_time, MajorVersion=facts.major_version,
+        MinorVersion=facts.minor_version, MachineImageType=facts.machine_image_type,
+        NumberProcessors=facts.number_processors, BugCheckCode=facts.bugcheck_code,
+        BugCheckCodeParameter=tuple(facts.bugcheck_parameters),
+        SystemUpTime=facts.system_up_time, ProductType=facts.product_type)
+
+
+def _chunks(start: int, end: int) -> Iterator[tuple[int, int]]:
+    while start < end:
+        count = min(end - start, _CHUNK_PAGES)
+        yield start, count
+        start += count
+
+
+def _pwrite_all(fd: int, data, offset: int) -> int:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+    return done
+
+
+def _progress(machine: SlatMachine, fmt: str, enabled: bool) -> tqdm:
+    # disable=None lets tqdm switch itself off when stderr is not a terminal.
+    return tqdm(total=machine.frame_count, unit="page", unit_scale=True, desc=f"writing {fmt}",
+                disable=None if enabled else True, leave=False)
+
+
+class _AtomicFile:
+    """A file written under a temporary name in the target's directory, renamed into place on
+    success and removed on failure, so a reader never sees a half-written dump."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+        self.temp = ""
+
+    def __enter__(self) -> _AtomicFile:
+        directory, name = os.path.split(os.path.abspath(self.path))
+        self.fd, self.temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(self.fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        os.close(self.fd)
+        if exc_type is None:
+            os.replace(self.temp, self.path)
+        else:
+            try:
+                os.unlink(self.temp)
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,285 @@
+"""Windows x64 crash dump headers: _DUMP_HEADER64, its physical memory run list, _SUMMARY_DUMP.
+
+Sources: Volatility 3 ``framework/symbols/windows/crash64.json`` and ``crash_common.json`` (the
+field offsets its WindowsCrashDump64Layer reads) and ``framework/layers/crash.py`` (how it reads
+them), and the publicly documented _DUMP_HEADER64 / _SUMMARY_DUMP64 (e.g. as used by kdmp-parser).
+
+A complete dump (DumpType 1) is the 0x2000-byte header followed by the pages of each run of the
+physical memory descriptor, back to back. A bitmap dump (DumpType 5) has a _SUMMARY_DUMP at 0x2000
+whose bitmap (bit n = frame n, LSB first within each ULONG) says which frames are stored; those
+frames follow, in ascending order, from the file offset HeaderSize.
+
+One divergence from Volatility's JSON: it types _PHYSICAL_MEMORY_DESCRIPTOR64.NumberOfPages as a
+ULONG at 4; the structure has a ULONG64 there, aligned to 8 (Volatility never reads the field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from construct import (
+    Array, Bytes, Const, ConstructError, Default, Int8ul, Int32sl, Int32ul, Int64ul, OneOf, Struct,
+    this,
+)
+
+from ..errors import DumpFormatError, TruncatedDumpError
+
+PAGE_SIZE = 0x1000
+DUMP_HEADER64_SIZE = 0x2000
+SUMMARY_DUMP_OFFSET = DUMP_HEADER64_SIZE      # Volatility: page_size * headerpages (2)
+PHYSICAL_MEMORY_BLOCK_SIZE = 0x2C0            # ContextRecord (0x348) - PhysicalMemoryBlockBuffer (0x88)
+MAX_PHYSICAL_MEMORY_RUNS = (PHYSICAL_MEMORY_BLOCK_SIZE - 0x10) // 0x10
+
+DUMP_SIGNATURE = b"PAGE"
+DUMP_VALID_DUMP64 = b"DU64"
+SUMMARY_DUMP_SIGNATURE = b"SDMP"              # a kernel/active-memory bitmap dump
+FULL_BITMAP_DUMP_SIGNATURE = b"FDMP"          # a complete-memory bitmap dump
+
+DUMP_TYPE_FULL = 1
+DUMP_TYPE_BITMAP = 5
+IMAGE_FILE_MACHINE_AMD64 = 0x8664
+
+
+def _pad(size) -> object:
+    """Explicit filler that parses whatever is there and builds zeros unless given."""
+    if callable(size):
+        return Default(Bytes(size), lambda ctx: bytes(size(ctx)))
+    return Default(Bytes(size), bytes(size))
+
+
+# _PHYSICAL_MEMORY_RUN64 (crash64.json): one run of physical frames.
+PHYSICAL_MEMORY_RUN64 = Struct(
+    "BasePage" / Int64ul,
+    "PageCount" / Int64ul,
+)
+
+# _PHYSICAL_MEMORY_DESCRIPTOR64 as it sits in the header's fixed PhysicalMemoryBlockBuffer area;
+# the runs used are followed by the rest of the area.
+PHYSICAL_MEMORY_DESCRIPTOR64 = Struct(
+    "NumberOfRuns" / Int32ul,
+    "Padding0" / _pad(4),
+    "NumberOfPages" / Int64ul,
+    "Run" / Array(this.NumberOfRuns, PHYSICAL_MEMORY_RUN64),
+    "Padding1" / _pad(lambda ctx: PHYSICAL_MEMORY_BLOCK_SIZE - 0x10 - 0x10 * ctx.NumberOfRuns),
+)
+
+# _EXCEPTION_RECORD64 (crash64.json).
+EXCEPTION_RECORD64 = Struct(
+    "ExceptionCode" / Int32sl,
+    "ExceptionFlags" / Int32ul,
+    "ExceptionRecord" / Int64ul,
+    "ExceptionAddress" / Int64ul,
+    "NumberParameters" / Int32ul,
+    "Padding0" / _pad(4),
+    "ExceptionInformation" / Array(15, Int64ul),
+)
+
+# _DUMP_HEADER64 (crash64.json; 0x2000 bytes).
+DUMP_HEADER64 = Struct(
+    "Signature" / Const(DUMP_SIGNATURE),
+    "ValidDump" / Const(DUMP_VALID_DUMP64),
+    "MajorVersion" / Int32ul,
+    "MinorVersion" / Int32ul,
+    "DirectoryTableBase" / Int64ul,
+    "PfnDataBase" / Int64ul,
+    "PsLoadedModuleList" / Int64ul,
+    "PsActiveProcessHead" / Int64ul,
+    "MachineImageType" / Int32ul,
+    "NumberProcessors" / Int32ul,
+    "BugCheckCode" / Int32ul,
+    "Padding0" / _pad(4),
+    "BugCheckCodeParameter" / Array(4, Int64ul),
+    "VersionUser" / _pad(32),
+    "KdDebuggerDataBlock" / Int64ul,
+    "PhysicalMemoryBlockBuffer" / PHYSICAL_MEMORY_DESCRIPTOR64,
+    "ContextRecord" / _pad(3000),
+    "Exception" / EXCEPTION_RECORD64,
+    "DumpType" / Int32ul,
+    "Padding1" / _pad(4),
+    "RequiredDumpSpace" / Int64ul,
+    "SystemTime" / Int64ul,
+    "Comment" / _pad(128),
+    "SystemUpTime" / Int64ul,
+    "MiniDumpFields" / Int32ul,
+    "SecondaryDataState" / Int32ul,
+    "ProductType" / Int32ul,
+    "SuiteMask" / Int32ul,
+    "WriterStatus" / Int32ul,
+    "Unused1" / Int8ul,
+    "KdSecondaryVersion" / Int8ul,
+    "Unused2" / _pad(2),
+    "Reserved0" / _pad(DUMP_HEADER64_SIZE - 0x1050),
+)
+
+SUMMARY_DUMP_FIXED_SIZE = 0x38  # crash_common.json: the bitmap (BufferLong/BufferChar) starts here
+
+
+def bitmap_bytes(bitmap_size: int) -> int:
+    """Bytes of a bitmap of ``bitmap_size`` bits: whole ULONGs, as Volatility reads it."""
+    return (bitmap_size + 31) // 32 * 4
+
+
+# _SUMMARY_DUMP (crash_common.json) with its bitmap. HeaderSize is the file offset of the first
+# stored page; Pages is the number of bits set; BitmapSize the number of bits (frames).
+SUMMARY_DUMP = Struct(
+    "Signature" / Default(OneOf(Bytes(4), [SUMMARY_DUMP_SIGNATURE, FULL_BITMAP_DUMP_SIGNATURE]),
+                          SUMMARY_DUMP_SIGNATURE),
+    "ValidDump" / Const(DUMP_VALID_DUMP64),
+    "DumpOptions" / Int32ul,
+    "Padding0" / _pad(0x14),
+    "HeaderSize" / Int64ul,
+    "Pages" / Int64ul,
+    "BitmapSize" / Int64ul,
+    "Bitmap" / Bytes(lambda ctx: bitmap_bytes(ctx.BitmapSize)),
+)
+
+
+# -- public dataclasses ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PhysicalMemoryRun:
+    BasePage: int
+    PageCount: int
+
+
+@dataclass(frozen=True)
+class ExceptionRecord64:
+    ExceptionCode: int = 0
+    ExceptionFlags: int = 0
+    ExceptionRecord: int = 0
+    ExceptionAddress: int = 0
+    NumberParameters: int = 0
+    ExceptionInformation: tuple[int, ...] = (0,) * 15
+    Padding0: bytes = bytes(4)
+
+
+@dataclass(frozen=True)
+class DumpHeader64:
+    """_DUMP_HEADER64 with its run list. Fields keep their Windows names; the ``Padding*`` /
+    ``Reserved0`` fields hold whatever bytes the file has there, so any header round-trips."""
+
+    DirectoryTableBase: int
+    PfnDataBase: int
+    PsLoadedModuleList: int
+    PsActiveProcessHead: int
+    KdDebuggerDataBlock: int
+    DumpType: int
+    Runs: tuple[PhysicalMemoryRun, ...]
+    NumberOfPages: int
+    RequiredDumpSpace: int = 0
+    SystemTime: int = 0
+    MajorVersion: int = 0xF           # 0xF: a free (retail) build
+    MinorVersion: int = 0             # the build number
+    MachineImageType: int = IMAGE_FILE_MACHINE_AMD64
+    NumberProcessors: int = 1
+    BugCheckCode: int = 0
+    BugCheckCodeParameter: tuple[int, int, int, int] = (0, 0, 0, 0)
+    VersionUser: bytes = bytes(32)
+    ContextRecord: bytes = bytes(3000)
+    Exception: ExceptionRecord64 = field(default_factory=ExceptionRecord64)
+    Comment: bytes = bytes(128)
+    SystemUpTime: int = 0
+    MiniDumpFields: int = 0
+    SecondaryDataState: int = 0
+    ProductType: int = 0
+    SuiteMask: int = 0
+    WriterStatus: int = 0
+    Unused1: int = 0
+    KdSecondaryVersion: int = 0
+    Unused2: bytes = bytes(2)
+    Padding0: bytes = bytes(4)
+    Padding1: bytes = bytes(4)
+    RunListPadding0: bytes = bytes(4)
+    RunListPadding1: bytes | None = None  # the run area after the runs; None: all zeros
+    Reserved0: bytes = bytes(DUMP_HEADER64_SIZE - 0x1050)
+
+    def __post_init__(self) -> None:
+        # One spelling for "zeros after the runs", so parse(build(x)) == x.
+        if self.RunListPadding1 is not None and not any(self.RunListPadding1):
+            object.__setattr__(self, "RunListPadding1", None)
+
+
+@dataclass(frozen=True)
+class SummaryDump:
+    """_SUMMARY_DUMP and its page bitmap (``Bitmap`` as stored: whole ULONGs)."""
+
+    HeaderSize: int
+    Pages: int
+    BitmapSize: int
+    Bitmap: bytes
+    Signature: bytes = SUMMARY_DUMP_SIGNATURE
+    DumpOptions: int = 0
+    Padding0: bytes = bytes(0x14)
+
+    def has_page(self, pfn: int) -> bool:
+        return 0 <= pfn < self.BitmapSize and bool(self.Bitmap[pfn >> 3] >> (pfn & 7) & 1)
+
+
+def build_dump_header(header: DumpHeader64) -> bytes:
+    if len(header.Runs) > MAX_PHYSICAL_MEMORY_RUNS:
+        raise DumpFormatError(f"{len(header.Runs)} physical memory runs do not fit the header "
+                              f"(at most {MAX_PHYSICAL_MEMORY_RUNS})")
+    values = {f.name: getattr(header, f.name) for f in fields(header)
+              if f.name not in ("Runs", "NumberOfPages", "Exception", "RunListPadding0",
+                                "RunListPadding1")}
+    descriptor = {"NumberOfRuns": len(header.Runs), "Padding0": header.RunListPadding0,
+                  "NumberOfPages": header.NumberOfPages,
+                  "Run": [{"BasePage": r.BasePage, "PageCount": r.PageCount} for r in header.Runs]}
+    if header.RunListPadding1 is not None:
+        descriptor["Padding1"] = header.RunListPadding1
+    values["PhysicalMemoryBlockBuffer"] = descriptor
+    values["Exception"] = {f.name: getattr(header.Exception, f.name)
+                           for f in fields(header.Exception)}
+    return _build(DUMP_HEADER64, values, "_DUMP_HEADER64")
+
+
+def parse_dump_header(data: bytes) -> DumpHeader64:
+    parsed = _parse(DUMP_HEADER64, data, DUMP_HEADER64_SIZE, "_DUMP_HEADER64")
+    block = parsed.PhysicalMemoryBlockBuffer
+    exception = parsed.Exception
+    return DumpHeader64(
+        Runs=tuple(PhysicalMemoryRun(r.BasePage, r.PageCount) for r in block.Run),
+        NumberOfPages=block.NumberOfPages,
+        RunListPadding0=block.Padding0,
+        RunListPadding1=None if not any(block.Padding1) else block.Padding1,
+        Exception=ExceptionRecord64(
+            **{f.name: (tuple(exception[f.name]) if f.name == "ExceptionInformation"
+                        else exception[f.name]) for f in fields(ExceptionRecord64)}),
+        BugCheckCodeParameter=tuple(parsed.BugCheckCodeParameter),
+        **{f.name: parsed[f.name] for f in fields(DumpHeader64)
+           if f.name not in ("Runs", "NumberOfPages", "RunListPadding0", "RunListPadding1",
+                             "Exception", "BugCheckCodeParameter")},
+    )
+
+
+def build_summary_dump(summary: SummaryDump) -> bytes:
+    if len(summary.Bitmap) != bitmap_bytes(summary.BitmapSize):
+        raise DumpFormatError(f"bitmap of {len(summary.Bitmap)} bytes does not hold "
+                              f"{summary.BitmapSize} bits in whole ULONGs")
+    return _build(SUMMARY_DUMP, {f.name: getattr(summary, f.name) for f in fields(summary)},
+                  "_SUMMARY_DUMP")
+
+
+def parse_summary_dump(data: bytes) -> SummaryDump:
+    parsed = _parse(SUMMARY_DUMP, data, SUMMARY_DUMP_FIXED_SIZE, "_SUMMARY_DUMP")
+    return SummaryDump(**{f.name: parsed[f.name] for f in fields(SummaryDump)})
+
+
+def _build(struct: Struct, values: dict, name: str) -> bytes:
+    try:
+        return struct.build(values)
+    except ConstructError as exc:
+        raise DumpFormatError(f"cannot build {name}: {str(exc).splitlines()[-1]}") from exc
+
+
+def _parse(struct: Struct, data: bytes, minimum: int, name: str):
+    if len(data) < minimum:
+        raise TruncatedDumpError(f"{name} needs {minimum:#x} bytes, got {len(data):#x}",
+                                 offset=len(data), expected=minimum, actual=len(data))
+    try:
+        return struct.parse(data)
+    except ConstructError as exc:
+        if "stream read less than specified amount" in str(exc):
+            raise TruncatedDumpError(f"{name} is truncated ({len(data):#x} bytes)",
+                                     offset=len(data), actual=len(data)) from exc
+        raise DumpFormatError(f"not a {name}: {str(exc).splitlines()[-1]}") from exc
