@@ -48,6 +48,7 @@ class GuestPhysicalMemory:
         self._background: list[tuple[int, int]] = []  # sorted, disjoint [start_pfn, end_pfn)
         self._background_template = _noise_template(seed)
         self._block: bytes | None = None  # the template repeated _BLOCK_PAGES times, built on use
+        self._sorted_explicit: list[int] | None = None
 
     @property
     def frame_count(self) -> int:
@@ -63,6 +64,7 @@ class GuestPhysicalMemory:
             frame = self._frames.get(pfn)
             if frame is None:
                 frame = self._frames[pfn] = bytearray(self.background_page(pfn) or bytes(PAGE_SIZE))
+                self._sorted_explicit = None
             frame[in_page:in_page + chunk] = data[offset:offset + chunk]
             offset += chunk
 
@@ -124,11 +126,19 @@ class GuestPhysicalMemory:
         return pfn in self._frames
 
     def explicit_frames(self) -> list[int]:
-        return sorted(self._frames)
+        return list(self._explicit_sorted())
+
+    def _explicit_sorted(self) -> list[int]:
+        # Sorted once per change of the key set, not once per chunk the writers stream.
+        if self._sorted_explicit is None:
+            self._sorted_explicit = sorted(self._frames)
+        return self._sorted_explicit
 
     def zero_page(self, pfn: int) -> None:
         """Make a frame explicit zeros (e.g. a freshly allocated page table)."""
         self._check_range(pfn << PAGE_SHIFT, PAGE_SIZE)
+        if pfn not in self._frames:
+            self._sorted_explicit = None
         self._frames[pfn] = bytearray(PAGE_SIZE)
 
     # -- background content -----------------------------------------------------------------
@@ -168,7 +178,7 @@ class GuestPhysicalMemory:
         Explicit frames win over background ones; anything else is ``FRAME_FREE`` (reads as zeros).
         """
         end_pfn = self.frame_count if end_pfn is None else end_pfn
-        explicit = self.explicit_frames()
+        explicit = self._explicit_sorted()
         i = bisect.bisect_left(explicit, start_pfn)
         b = max(bisect.bisect_right(self._background, (start_pfn, float("inf"))) - 1, 0)
         pfn = start_pfn
@@ -196,7 +206,7 @@ class GuestPhysicalMemory:
 
     def used_frames(self) -> Iterator[int]:
         """Every frame with content (explicit or background), ascending."""
-        explicit = self.explicit_frames()
+        explicit = self._explicit_sorted()
         i = 0
         for start, end in self._background:
             while i < len(explicit) and explicit[i] < start:

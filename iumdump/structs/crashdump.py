@@ -23,6 +23,7 @@ from construct import (
 )
 
 from ..errors import DumpFormatError, TruncatedDumpError
+from .bitfields import construct_message
 
 PAGE_SIZE = 0x1000
 DUMP_HEADER64_SIZE = 0x2000
@@ -269,7 +270,7 @@ def _build(struct: Struct, values: dict, name: str) -> bytes:
     try:
         return struct.build(values)
     except ConstructError as exc:
-        raise DumpFormatError(f"cannot build {name}: {str(exc).splitlines()[-1]}") from exc
+        raise DumpFormatError(f"cannot build {name}: {construct_message(exc)}") from exc
 
 
 def _parse(struct: Struct, data: bytes, minimum: int, name: str):
@@ -282,4 +283,4 @@ def _parse(struct: Struct, data: bytes, minimum: int, name: str):
         if "stream read less than specified amount" in str(exc):
             raise TruncatedDumpError(f"{name} is truncated ({len(data):#x} bytes)",
                                      offset=len(data), actual=len(data)) from exc
-        raise DumpFormatError(f"not a {name}: {str(exc).splitlines()[-1]}") from exc
+        raise DumpFormatError(f"not a {name}: {construct_message(exc)}") from exc
