@@ -1,0 +1,430 @@
+"""Pure derivations: EPROCESS field values → secure state, flags, protection text, verdicts.
+
+Nothing here touches a dump. :mod:`iumdump.analysis.reader` turns an EPROCESS into a
+:class:`ProcessFields` of plain values (read by name from the kernel's symbol table); the
+functions below turn those values into what the plugins, the CLI and the reports print. Windows
+facts and the flag derivations are those of DESIGN §4; names and values of DESIGN §5.
+
+A value the dump cannot supply is ``None`` and carries a reason (:class:`Unknown`): the build's
+symbols lack the field, the memory holding it could not be read, or no EPROCESS field carries it
+at all. Unknown is an answer in its own right and is never turned into False.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..structs.process_info import FLAG_NAMES, BasicInformation, ExtendedBasicInformation
+from ..structs.protection import parse_protection
+
+# -- process verdicts (DESIGN §5, windows.secureprocs) ------------------------------------------
+SECURE = "secure"
+NORMAL = "normal"
+ENCLAVE_HOST = "enclave-host"
+MASQUERADE = "masquerade"
+VERDICTS = (SECURE, NORMAL, ENCLAVE_HOST, MASQUERADE)
+
+# Trustlet images Windows ships (DESIGN §1). ImageFileName holds at most 15 characters; every name
+# here fits, so an exact case-insensitive comparison is enough.
+KNOWN_TRUSTLET_IMAGES = ("LsaIso.exe", "vmsp.exe", "BioIso.exe", "FsIso.exe")
+_KNOWN_TRUSTLET_KEYS = frozenset(name.lower() for name in KNOWN_TRUSTLET_IMAGES)
+
+# _EPROCESS.TrustletIdentity values (DESIGN §4; second-hand, so used only to annotate).
+TRUSTLET_IDENTITIES = {1: "LsaIso", 2: "vmsp", 3: "vTPM enrollment", 4: "BioIso", 5: "FsIso"}
+
+# SecureState: bit 0 SecureProcess, bit 1 Unused/TrustedApp; the rest is the secure handle.
+SECURE_PROCESS_BIT = 1 << 0
+TRUSTED_APP_BIT = 1 << 1
+SECURE_HANDLE_MASK = ~(SECURE_PROCESS_BIT | TRUSTED_APP_BIT)
+
+FLAG_BITS = {name: bit for bit, name in enumerate(FLAG_NAMES)}
+
+# -- trustlet page regions (DESIGN §5, windows.trustletpages) -----------------------------------
+INACCESSIBLE = "inaccessible"
+PARTIALLY_READABLE = "partially-readable"
+READABLE = "readable"
+REGION_VERDICTS = (INACCESSIBLE, PARTIALLY_READABLE, READABLE)
+PARTIAL_SUFFIX = " (partial)"
+
+
+class Unknown(enum.Enum):
+    """Why a value is unknown."""
+
+    ABSENT = "absent"              # the build's symbols have no such field
+    UNREADABLE = "unreadable"      # the field exists but its memory could not be read
+    NOT_DERIVABLE = "not-derivable"  # no EPROCESS field carries it (e.g. IsStronglyNamed)
+
+
+@dataclass(frozen=True)
+class KernelLayout:
+    """Where a kernel build keeps each value: field paths relative to ``_EPROCESS``, or None.
+
+    The reader fills this once per symbol table by probing members by name; the paths are also
+    the ``source`` reported with each flag. ``trusted_app`` is set only where bit 1 of SecureState
+    is named TrustedApp (24H2+); on earlier builds that bit is ``Unused`` and says nothing.
+    """
+
+    secure_state: str | None = None
+    trusted_app: str | None = None
+    secure_pid: str | None = None
+    trustlet_identity: str | None = None
+    protection: str | None = None
+    wow64_process: str | None = None
+    process_delete: str | None = None
+    cross_session_create: str | None = None
+    deep_freeze: str | None = None
+    background: str | None = None
+    subsystem_process: str | None = None
+    minimal: str | None = None
+    exit_status: str | None = None
+    peb: str | None = None
+    affinity: str | None = None
+    base_priority: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessFields:
+    """The plain values read from one EPROCESS. ``None`` means unknown; ``unreadable`` names the
+    attributes whose field exists but could not be read (the others that are None are absent from
+    the build). Integers are as stored: ``secure_state`` is the whole SecureState word,
+    ``protection`` the PS_PROTECTION byte, ``affinity`` the group-0 mask."""
+
+    offset: int
+    linked: bool = True
+    pid: int | None = None
+    ppid: int | None = None
+    name: str | None = None
+    secure_state: int | None = None
+    secure_pid: int | None = None
+    trustlet_identity: int | None = None
+    protection: int | None = None
+    wow64_process: int | None = None
+    process_delete: int | None = None
+    cross_session_create: int | None = None
+    deep_freeze: int | None = None
+    background: int | None = None
+    subsystem_process: int | None = None
+    minimal: int | None = None
+    exit_status: int | None = None
+    peb: int | None = None
+    affinity: int | None = None
+    base_priority: int | None = None
+    layout: KernelLayout = field(default_factory=KernelLayout)
+    unreadable: frozenset[str] = frozenset()
+
+    def reason(self, attribute: str) -> Unknown | None:
+        """Why ``attribute`` is None (None when it has a value)."""
+        if getattr(self, attribute) is not None:
+            return None
+        return Unknown.UNREADABLE if attribute in self.unreadable else Unknown.ABSENT
+
+    @property
+    def partial(self) -> bool:
+        """Some field the build has could not be read."""
+        return bool(self.unreadable)
+
+
+@dataclass(frozen=True)
+class FlagState:
+    """One PROCESS_EXTENDED_BASIC_INFORMATION flag as derived from a dump."""
+
+    name: str
+    bit: int
+    value: bool | None
+    source: str | None  # the EPROCESS field it came from (None when not derivable)
+    reason: Unknown | None = None  # why value is None
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class ExtendedFlags:
+    """The ten flags, in bit order."""
+
+    flags: tuple[FlagState, ...]
+
+    def __getitem__(self, name: str) -> FlagState:
+        for state in self.flags:
+            if state.name == name:
+                return state
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.flags)
+
+    @property
+    def value(self) -> int:
+        """The Flags ULONG. An unknown flag contributes 0, as it would in the bytes
+        NtQueryInformationProcess fills; :attr:`unknown` says which bits that covers."""
+        word = 0
+        for state in self.flags:
+            if state.value:
+                word |= 1 << state.bit
+        return word
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        return tuple(state.name for state in self.flags if state.value is None)
+
+    def as_dict(self) -> dict[str, bool | None]:
+        """``{name: True | False | None}``, the form of truth.json and report.json."""
+        return {state.name: state.value for state in self.flags}
+
+
+@dataclass(frozen=True)
+class SecureInfo:
+    """The secure state of a process (DESIGN §4)."""
+
+    secure: bool | None
+    secure_handle: int | None  # SecureState with bits 0–1 cleared, or SecurePid
+    trusted_app: bool | None
+    source: str | None
+    reason: Unknown | None = None
+
+
+@dataclass(frozen=True)
+class DerivedProcess:
+    """Everything the plugins and reports say about one process."""
+
+    fields: ProcessFields
+    secure: SecureInfo
+    flags: ExtendedFlags
+    protection_text: str | None
+    trustlet_id: int | None
+    verdict: str | None  # None when the secure state is unknown
+
+    pid = property(lambda self: self.fields.pid)
+    ppid = property(lambda self: self.fields.ppid)
+    name = property(lambda self: self.fields.name)
+    offset = property(lambda self: self.fields.offset)
+    linked = property(lambda self: self.fields.linked)
+
+    @property
+    def minimal(self) -> bool | None:
+        return None if self.fields.minimal is None else bool(self.fields.minimal)
+
+    @property
+    def has_trustlet_identity(self) -> bool:
+        """Whether this build's EPROCESS has TrustletIdentity at all (else: N/A)."""
+        return self.fields.layout.trustlet_identity is not None
+
+    @property
+    def partial(self) -> bool:
+        return self.fields.partial
+
+
+# -- secure state, protection, verdict ----------------------------------------------------------
+
+def derive_secure(fields: ProcessFields) -> SecureInfo:
+    """Secure from SecureState bit 0 (1709+) or SecurePid != 0 (1507–1703). The secure handle is
+    the SecureState word with bits 0–1 masked off; bit 1 is TrustedApp only where so named."""
+    layout = fields.layout
+    if layout.secure_state is not None:
+        word = fields.secure_state
+        if word is None:
+            return SecureInfo(None, None, None, layout.secure_state, fields.reason("secure_state"))
+        trusted = bool(word & TRUSTED_APP_BIT) if layout.trusted_app is not None else None
+        return SecureInfo(bool(word & SECURE_PROCESS_BIT), word & SECURE_HANDLE_MASK, trusted,
+                          layout.secure_state)
+    if layout.secure_pid is not None:
+        if fields.secure_pid is None:
+            return SecureInfo(None, None, None, layout.secure_pid, fields.reason("secure_pid"))
+        return SecureInfo(fields.secure_pid != 0, fields.secure_pid, None, layout.secure_pid)
+    return SecureInfo(None, None, None, None, Unknown.ABSENT)
+
+
+def derive_protection_text(level: int | None) -> str | None:
+    """``0x41`` → ``ProtectedLight/Lsa``; None (unknown) stays None."""
+    return None if level is None else parse_protection(level).text
+
+
+def is_known_trustlet_image(name: str | None) -> bool:
+    return name is not None and name.lower() in _KNOWN_TRUSTLET_KEYS
+
+
+def derive_verdict(name: str | None, secure: bool | None, secure_handle: int | None) -> str | None:
+    """masquerade (a trustlet's image name on a process that is not secure) > secure >
+    enclave-host (a secure handle without bit 0) > normal. None when the secure state is unknown:
+    neither "secure" nor "not secure" can be claimed then."""
+    if secure is None:
+        return None
+    if not secure and is_known_trustlet_image(name):
+        return MASQUERADE
+    if secure:
+        return SECURE
+    if secure_handle:
+        return ENCLAVE_HOST
+    return NORMAL
+
+
+# -- PROCESS_EXTENDED_BASIC_INFORMATION flags ---------------------------------------------------
+
+def _bit_flag(name: str, fields: ProcessFields, attribute: str) -> FlagState:
+    source = getattr(fields.layout, attribute)
+    value = getattr(fields, attribute)
+    if source is None:
+        return FlagState(name, FLAG_BITS[name], None, None, Unknown.ABSENT)
+    if value is None:
+        return FlagState(name, FLAG_BITS[name], None, source, fields.reason(attribute))
+    return FlagState(name, FLAG_BITS[name], bool(value), source)
+
+
+def derive_flags(fields: ProcessFields, secure: SecureInfo | None = None) -> ExtendedFlags:
+    """The ten flags of DESIGN §4, each with the field it came from, unknown where not derivable."""
+    secure = secure or derive_secure(fields)
+    layout = fields.layout
+    states: list[FlagState] = []
+
+    if layout.protection is None:
+        states.append(FlagState("IsProtectedProcess", 0, None, None, Unknown.ABSENT))
+    elif fields.protection is None:
+        states.append(FlagState("IsProtectedProcess", 0, None, layout.protection + ".Type",
+                                fields.reason("protection")))
+    else:
+        states.append(FlagState("IsProtectedProcess", 0,
+                                parse_protection(fields.protection).is_protected,
+                                layout.protection + ".Type"))
+    states.append(_bit_flag("IsWow64Process", fields, "wow64_process"))
+    states.append(_bit_flag("IsProcessDeleting", fields, "process_delete"))
+    states.append(_bit_flag("IsCrossSessionCreate", fields, "cross_session_create"))
+    states.append(_bit_flag("IsFrozen", fields, "deep_freeze"))
+    states.append(_bit_flag("IsBackground", fields, "background"))
+    # Package identity lives in the token, not in EPROCESS.
+    states.append(FlagState("IsStronglyNamed", FLAG_BITS["IsStronglyNamed"], None, None,
+                            Unknown.NOT_DERIVABLE))
+    states.append(FlagState("IsSecureProcess", FLAG_BITS["IsSecureProcess"], secure.secure,
+                            secure.source, secure.reason))
+    states.append(_bit_flag("IsSubsystemProcess", fields, "subsystem_process"))
+    if layout.trusted_app is None:
+        states.append(FlagState("IsTrustedApp", FLAG_BITS["IsTrustedApp"], None, None,
+                                Unknown.ABSENT))
+    else:
+        states.append(FlagState("IsTrustedApp", FLAG_BITS["IsTrustedApp"], secure.trusted_app,
+                                layout.trusted_app, secure.reason))
+    return ExtendedFlags(tuple(states))
+
+
+def derive_process(fields: ProcessFields) -> DerivedProcess:
+    secure = derive_secure(fields)
+    trustlet_id = fields.trustlet_identity if fields.layout.trustlet_identity is not None else None
+    return DerivedProcess(
+        fields=fields,
+        secure=secure,
+        flags=derive_flags(fields, secure),
+        protection_text=derive_protection_text(fields.protection),
+        trustlet_id=trustlet_id,
+        verdict=derive_verdict(fields.name, secure.secure, secure.secure_handle),
+    )
+
+
+BASIC_INFO_ATTRIBUTES: Mapping[str, str] = {
+    "ExitStatus": "exit_status",
+    "PebBaseAddress": "peb",
+    "AffinityMask": "affinity",
+    "BasePriority": "base_priority",
+    "UniqueProcessId": "pid",
+    "InheritedFromUniqueProcessId": "ppid",
+}
+
+
+def extended_basic_information(process: DerivedProcess, arch: str = "x64"
+                               ) -> ExtendedBasicInformation | None:
+    """What NtQueryInformationProcess(ProcessBasicInformation) with the extended size would have
+    returned, or None when one of the BasicInfo values is unknown (a made-up 0 there would be a
+    lie). Unknown flags are 0 in the Flags word, as documented on :attr:`ExtendedFlags.value`."""
+    values = {}
+    for name, attribute in BASIC_INFO_ATTRIBUTES.items():
+        value = getattr(process.fields, attribute)
+        if value is None:
+            return None
+        values[name] = value
+    return ExtendedBasicInformation(basic_info=BasicInformation(**values),
+                                    flags=process.flags.as_dict(), arch=arch)
+
+
+# -- trustlet pages ---------------------------------------------------------------------------
+
+def region_verdict(pages: int, absent: int, zero_filled: int, readable: int) -> str:
+    """inaccessible: nothing of the region's content is in the dump (every mapped page is absent
+    or zero-filled, or none is mapped); readable: every mapped page has content;
+    partially-readable: in between."""
+    if absent + zero_filled + readable != pages:
+        raise ValueError(f"page counts do not add up: {absent} + {zero_filled} + {readable} "
+                         f"!= {pages}")
+    if readable == 0:
+        return INACCESSIBLE
+    if readable == pages:
+        return READABLE
+    return PARTIALLY_READABLE
+
+
+def render_region_verdict(verdict: str, partial: bool) -> str:
+    """The Verdict column: a partial count (the page walk could not see everything) keeps its
+    verdict and says so, e.g. ``inaccessible (partial)``."""
+    return verdict + PARTIAL_SUFFIX if partial else verdict
+
+
+@dataclass(frozen=True)
+class RegionPages:
+    """The mapped pages of one user region. ``end`` is the last byte (as VAD ends are)."""
+
+    start: int
+    end: int
+    pages: int = 0
+    absent: int = 0
+    zero_filled: int = 0
+    readable: int = 0
+    protection: str | None = None
+    tag: str | None = None  # the VAD's pool tag; None for a run of pages outside every VAD
+    problems: tuple[str, ...] = ()  # why the counts are partial; empty when complete
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.problems)
+
+    @property
+    def verdict(self) -> str:
+        return region_verdict(self.pages, self.absent, self.zero_filled, self.readable)
+
+    @property
+    def rendered_verdict(self) -> str:
+        return render_region_verdict(self.verdict, self.partial)
+
+    def as_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "pages": self.pages, "absent": self.absent,
+                "zero_filled": self.zero_filled, "readable": self.readable,
+                "protection": self.protection, "tag": self.tag, "verdict": self.verdict,
+                "partial": self.partial}
+
+
+@dataclass(frozen=True)
+class ProcessPages:
+    """The page accounting of one process: its regions in address order."""
+
+    pid: int | None
+    name: str | None
+    regions: tuple[RegionPages, ...]
+    problems: tuple[str, ...] = ()  # process-wide (VAD tree, page-table walk)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.problems) or any(r.partial for r in self.regions)
+
+    mapped = property(lambda self: sum(r.pages for r in self.regions))
+    absent = property(lambda self: sum(r.absent for r in self.regions))
+    zero_filled = property(lambda self: sum(r.zero_filled for r in self.regions))
+    readable = property(lambda self: sum(r.readable for r in self.regions))
+
+    @property
+    def verdict(self) -> str:
+        return region_verdict(self.mapped, self.absent, self.zero_filled, self.readable)
+
+    def as_dict(self) -> dict:
+        return {"pid": self.pid, "name": self.name, "pages": self.mapped, "absent": self.absent,
+                "zero_filled": self.zero_filled, "readable": self.readable,
+                "verdict": self.verdict, "partial": self.partial, "problems": list(self.problems),
+                "regions": [r.as_dict() for r in self.regions]}

@@ -1,0 +1,224 @@
+"""The pure derivations of DESIGN §4/§5: secure state, flags, protection, verdicts, region verdicts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from iumdump.analysis.derive import (ENCLAVE_HOST, INACCESSIBLE, MASQUERADE, NORMAL,
+                                     PARTIALLY_READABLE, READABLE, SECURE, KernelLayout,
+                                     ProcessFields, ProcessPages, RegionPages, Unknown,
+                                     derive_flags, derive_process, derive_protection_text,
+                                     derive_secure, derive_verdict, extended_basic_information,
+                                     region_verdict, render_region_verdict)
+from iumdump.structs.process_info import FLAG_NAMES, parse_extended_basic_information
+
+# Layouts as the reader probes them from the two real symbol tables (../shared/isf).
+LAYOUT_19041 = KernelLayout(
+    secure_state="Pcb.SecureState", protection="Protection", wow64_process="WoW64Process",
+    process_delete="Flags.ProcessDelete", cross_session_create="Flags2.CrossSessionCreate",
+    deep_freeze="Pcb.ProcessFlags.DeepFreeze", background="Flags.Background",
+    subsystem_process="Flags3.SubsystemProcess", minimal="Flags3.Minimal",
+    exit_status="ExitStatus", peb="Peb", affinity="Pcb.Affinity.Bitmap",
+    base_priority="Pcb.BasePriority")
+LAYOUT_14393 = dataclasses.replace(LAYOUT_19041, secure_state=None, secure_pid="Pcb.SecurePid",
+                                   trustlet_identity="TrustletIdentity")
+LAYOUT_26100 = dataclasses.replace(LAYOUT_19041, trusted_app="Pcb.SecureState.Flags.TrustedApp",
+                                   background=None)
+
+
+def fields(layout=LAYOUT_19041, **values) -> ProcessFields:
+    base = dict(offset=0xFFFF_A000_0000_1000, pid=100, ppid=4, name="svchost.exe", protection=0,
+                wow64_process=0, process_delete=0, cross_session_create=0, deep_freeze=0,
+                background=0, subsystem_process=0, minimal=0, exit_status=0x103,
+                peb=0x7FF6_0000_0000, affinity=0xF, base_priority=8)
+    if layout.secure_state:
+        base["secure_state"] = 0
+    if layout.secure_pid:
+        base["secure_pid"] = 0
+    if layout.trustlet_identity:
+        base["trustlet_identity"] = 0
+    if layout.background is None:
+        base.pop("background")
+    base.update(values)
+    return ProcessFields(layout=layout, **base)
+
+
+class TestSecureState:
+    def test_bit0_is_secure_and_handle_masks_bits_0_and_1(self):
+        info = derive_secure(fields(secure_state=0x1234_5003))
+        assert info.secure is True
+        assert info.secure_handle == 0x1234_5000
+        assert info.source == "Pcb.SecureState"
+
+    def test_handle_without_bit0_is_an_enclave_host(self):
+        process = derive_process(fields(name="SgrmBroker.exe", secure_state=0x40_0000))
+        assert process.secure.secure is False
+        assert process.secure.secure_handle == 0x40_0000
+        assert process.verdict == ENCLAVE_HOST
+
+    def test_bit1_is_trusted_app_only_where_named(self):
+        assert derive_secure(fields(secure_state=0x3)).trusted_app is None  # "Unused" on 19041
+        assert derive_secure(fields(LAYOUT_26100, secure_state=0x3)).trusted_app is True
+        assert derive_secure(fields(LAYOUT_26100, secure_state=0x1)).trusted_app is False
+
+    def test_secure_pid_layout(self):
+        info = derive_secure(fields(LAYOUT_14393, secure_pid=0x2C4))
+        assert (info.secure, info.secure_handle, info.source) == (True, 0x2C4, "Pcb.SecurePid")
+        assert derive_secure(fields(LAYOUT_14393)).secure is False
+
+    def test_unreadable_state_is_unknown_not_false(self):
+        info = derive_secure(fields(secure_state=None, unreadable=frozenset({"secure_state"})))
+        assert info.secure is None and info.reason is Unknown.UNREADABLE
+
+    def test_build_without_either_field_is_unknown(self):
+        layout = dataclasses.replace(LAYOUT_19041, secure_state=None)
+        info = derive_secure(fields(layout))
+        assert info.secure is None and info.reason is Unknown.ABSENT
+
+
+class TestVerdict:
+    @pytest.mark.parametrize("name, secure, handle, expected", [
+        ("LsaIso.exe", True, 0x1000, SECURE),
+        ("LsaIso.exe", False, 0, MASQUERADE),
+        ("lsaiso.EXE", False, 0, MASQUERADE),
+        ("vmsp.exe", False, 0, MASQUERADE),
+        ("BioIso.exe", False, 0, MASQUERADE),
+        ("FsIso.exe", False, 0, MASQUERADE),
+        ("FsIso.exe", False, 0x2000, MASQUERADE),  # masquerade outranks enclave-host
+        ("SgrmBroker.exe", False, 0x2000, ENCLAVE_HOST),
+        ("Secure System", True, 0x10, SECURE),
+        ("lsass.exe", False, 0, NORMAL),
+        ("LsaIso.exe.bak", False, 0, NORMAL),
+        ("LsaIso.exe", None, None, None),
+        ("lsass.exe", None, None, None),
+    ])
+    def test_precedence(self, name, secure, handle, expected):
+        assert derive_verdict(name, secure, handle) == expected
+
+
+class TestProtection:
+    @pytest.mark.parametrize("level, text", [
+        (0x00, "None"), (0x41, "ProtectedLight/Lsa"), (0x61, "ProtectedLight/WinTcb"),
+        (0x72, "Protected/WinSystem"), (0x49, "ProtectedLight/Lsa+Audit"), (None, None)])
+    def test_text(self, level, text):
+        assert derive_protection_text(level) == text
+
+
+class TestFlags:
+    def test_each_flag_comes_from_its_field(self):
+        cases = {
+            "IsProtectedProcess": dict(protection=0x41),
+            "IsWow64Process": dict(wow64_process=0xFFFF_A000_0000_2000),
+            "IsProcessDeleting": dict(process_delete=1),
+            "IsCrossSessionCreate": dict(cross_session_create=1),
+            "IsFrozen": dict(deep_freeze=1),
+            "IsBackground": dict(background=1),
+            "IsSecureProcess": dict(secure_state=0x1001),
+            "IsSubsystemProcess": dict(subsystem_process=1),
+        }
+        for name, values in cases.items():
+            flags = derive_flags(fields(**values))
+            set_flags = {state.name for state in flags if state.value}
+            assert set_flags == {name}, name
+            assert flags.value == 1 << FLAG_NAMES.index(name)
+
+    def test_sources_name_the_fields(self):
+        flags = derive_flags(fields())
+        assert flags["IsProtectedProcess"].source == "Protection.Type"
+        assert flags["IsProcessDeleting"].source == "Flags.ProcessDelete"
+        assert flags["IsSecureProcess"].source == "Pcb.SecureState"
+        assert flags["IsStronglyNamed"].source is None
+
+    def test_unknown_flags_are_none_and_contribute_zero(self):
+        flags = derive_flags(fields())
+        assert flags.as_dict()["IsStronglyNamed"] is None
+        assert flags["IsStronglyNamed"].reason is Unknown.NOT_DERIVABLE
+        assert flags["IsTrustedApp"].value is None  # 19041: bit 1 is Unused
+        assert flags.unknown == ("IsStronglyNamed", "IsTrustedApp")
+        assert flags.value == 0
+
+    def test_background_unknown_where_the_bit_is_reserved(self):
+        flags = derive_flags(fields(LAYOUT_26100, secure_state=0x3))
+        assert flags["IsBackground"].value is None
+        assert flags["IsBackground"].reason is Unknown.ABSENT
+        assert flags["IsTrustedApp"].value is True
+        assert flags.value == (1 << 7) | (1 << 9)
+
+    def test_unreadable_field_is_unknown_with_reason(self):
+        flags = derive_flags(fields(process_delete=None, unreadable=frozenset({"process_delete"})))
+        assert flags["IsProcessDeleting"].value is None
+        assert flags["IsProcessDeleting"].reason is Unknown.UNREADABLE
+        assert flags["IsProcessDeleting"].source == "Flags.ProcessDelete"
+
+    def test_secure_pid_layout_flags(self):
+        flags = derive_flags(fields(LAYOUT_14393, secure_pid=0x10))
+        assert flags["IsSecureProcess"].value is True
+        assert flags["IsSecureProcess"].source == "Pcb.SecurePid"
+
+
+class TestProcess:
+    def test_trustlet_id_only_where_the_build_has_it(self):
+        assert derive_process(fields(LAYOUT_14393, trustlet_identity=1)).trustlet_id == 1
+        assert derive_process(fields(LAYOUT_14393, trustlet_identity=1)).has_trustlet_identity
+        assert derive_process(fields()).trustlet_id is None
+        assert not derive_process(fields()).has_trustlet_identity
+
+    def test_partial_when_a_field_is_unreadable(self):
+        assert not derive_process(fields()).partial
+        assert derive_process(fields(name=None, unreadable=frozenset({"name"}))).partial
+
+
+class TestExtendedBasicInformation:
+    def test_bytes_roundtrip_through_the_construct(self):
+        process = derive_process(fields(protection=0x41, secure_state=0x1001, exit_status=-1,
+                                        pid=0x2C4, ppid=0x268))
+        info = extended_basic_information(process)
+        data = info.to_bytes()
+        assert len(data) == 0x40
+        assert int.from_bytes(data[0:8], "little") == 0x40
+        assert int.from_bytes(data[0x38:0x3C], "little") == process.flags.value == 0x81
+        parsed = parse_extended_basic_information(data)
+        assert parsed.basic_info.ExitStatus == 0xFFFF_FFFF
+        assert parsed.basic_info.UniqueProcessId == 0x2C4
+        assert parsed.basic_info.InheritedFromUniqueProcessId == 0x268
+        assert parsed.basic_info.PebBaseAddress == 0x7FF6_0000_0000
+        assert parsed.basic_info.AffinityMask == 0xF
+        assert parsed.basic_info.BasePriority == 8
+
+    def test_none_when_a_basic_field_is_unknown(self):
+        process = derive_process(fields(peb=None, unreadable=frozenset({"peb"})))
+        assert extended_basic_information(process) is None
+
+
+class TestRegions:
+    @pytest.mark.parametrize("counts, verdict", [
+        ((10, 10, 0, 0), INACCESSIBLE),
+        ((10, 0, 10, 0), INACCESSIBLE),
+        ((10, 4, 6, 0), INACCESSIBLE),
+        ((10, 0, 0, 10), READABLE),
+        ((10, 3, 0, 7), PARTIALLY_READABLE),
+        ((10, 0, 9, 1), PARTIALLY_READABLE),
+        ((0, 0, 0, 0), INACCESSIBLE),
+    ])
+    def test_verdict(self, counts, verdict):
+        assert region_verdict(*counts) == verdict
+
+    def test_counts_must_add_up(self):
+        with pytest.raises(ValueError):
+            region_verdict(10, 1, 1, 1)
+
+    def test_partial_says_so(self):
+        assert render_region_verdict(INACCESSIBLE, False) == "inaccessible"
+        assert render_region_verdict(INACCESSIBLE, True) == "inaccessible (partial)"
+        row = RegionPages(0x10000, 0x1FFFF, 16, 16, 0, 0, problems=("page table missing",))
+        assert row.rendered_verdict == "inaccessible (partial)"
+
+    def test_process_totals(self):
+        pages = ProcessPages(8, "LsaIso.exe", (RegionPages(0, 0xFFFF, 16, 16, 0, 0),
+                                               RegionPages(0x20000, 0x20FFF, 1, 0, 0, 1)))
+        assert (pages.mapped, pages.absent, pages.zero_filled, pages.readable) == (17, 16, 0, 1)
+        assert pages.verdict == PARTIALLY_READABLE
+        assert not pages.partial
+        assert pages.as_dict()["regions"][1]["verdict"] == READABLE
