@@ -1,0 +1,479 @@
+"""Account for every mapped user page of a process: absent from the dump, zero-filled, readable.
+
+The walk reads the process's x64 page tables (PML4 → PDPT → PD → PT, 1 GiB and 2 MiB leaves
+included) through Volatility's physical layer, over the user half of the address space. A page
+counts when its leaf entry is valid (the hardware Present bit). Its frame is then
+
+- **absent** when the dump does not hold it. Volatility's physical layers say so: a crash dump's
+  layer (``WindowsCrashDump64Layer``, a segmented layer) has no segment for a frame its bitmap
+  omits, so ``mapping(..., ignore_errors=True)`` skips it and ``is_valid`` is False; a raw file
+  holds every frame below its size. A frame beyond the physical memory the dump describes is
+  absent too, and makes the count partial (the entry that maps it is suspect);
+- **zero-filled** when the dump holds it and every byte is zero (WinPmem and full crash dumps
+  write zeros for pages the hypervisor refuses to VTL0);
+- **readable** otherwise.
+
+Why not ``layer.mapping()`` of the process layer: Volatility's Intel layer drops a page whose
+frame the physical layer lacks, so an absent page would be indistinguishable from an unmapped one.
+
+Pages are read only to tell zero from content, a chunk at a time; no byte of a page is returned,
+logged or kept. Page tables that are missing, loop, or point outside the dump make the result
+partial; they never raise.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+from volatility3.framework import constants, exceptions, interfaces, objects
+from volatility3.framework.layers import intel
+from volatility3.plugins.windows import vadinfo
+
+from .derive import ProcessPages, RegionPages
+
+vollog = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None] | None
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+ENTRIES = 512
+USER_PML4_ENTRIES = 256  # PML4 entries 0–255 map the user half (below 0x8000'0000'0000)
+PRESENT = 1 << 0
+PAGE_SIZE_BIT = 1 << 7
+ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 12–51 (MAXPHYADDR 52), Intel SDM Vol. 3A §4.5
+LARGE_1G_MASK = 0x000F_FFFF_C000_0000
+LARGE_2M_MASK = 0x000F_FFFF_FFE0_0000
+_TABLE = struct.Struct(f"<{ENTRIES}Q")
+
+READ_CHUNK = 1 << 20  # bytes read at once when testing frames for zeros
+_ZERO_CHUNK = bytes(READ_CHUNK)
+_ZERO_PAGE = bytes(PAGE_SIZE)
+
+FATE_ABSENT = 0
+FATE_ZERO = 1
+FATE_CONTENT = 2
+FATE_UNREADABLE = 3
+
+
+@dataclass(frozen=True)
+class Run:
+    """``count`` virtually and physically contiguous pages: virtual page ``vpn`` → frame ``pfn``."""
+
+    vpn: int
+    pfn: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the walk could not see: over virtual ``[start, end)``, or the whole process when
+    ``start`` is None."""
+
+    message: str
+    start: int | None = None
+    end: int | None = None
+
+    def overlaps(self, start: int, end: int) -> bool:
+        """Whether it touches the region whose first and last bytes are ``start`` and ``end``."""
+        return self.start is None or (self.start <= end and start < self.end)
+
+
+@dataclass(frozen=True)
+class Walk:
+    runs: tuple[Run, ...]  # sorted by vpn
+    problems: tuple[Problem, ...]
+
+
+def walk_user_page_tables(read_table: Callable[[int], bytes | None], dtb: int,
+                          progress_callback: ProgressCallback = None) -> Walk:
+    """Every valid leaf of the user half under the PML4 at ``dtb``.
+
+    ``read_table(physical_address)`` returns the 4 KiB table there or None when the dump lacks it.
+    A table reached twice (a loop, or tables aliased by corruption) is walked once and reported.
+    """
+    runs: list[Run] = []
+    problems: list[Problem] = []
+    seen: set[int] = set()
+    # Merge as we go: the next page extends the last run when both addresses follow on.
+    last = [None]  # [vpn, pfn, count] of the open run
+
+    def emit(vpn: int, pfn: int, count: int) -> None:
+        open_run = last[0]
+        if open_run is not None and open_run[0] + open_run[2] == vpn \
+                and open_run[1] + open_run[2] == pfn:
+            open_run[2] += count
+            return
+        if open_run is not None:
+            runs.append(Run(*open_run))
+        last[0] = [vpn, pfn, count]
+
+    def table(address: int, what: str, va: int, span: int | None) -> tuple[int, ...] | None:
+        where = (va, va + span) if span else (None, None)
+        if address in seen:
+            problems.append(Problem(f"{what} for {va:#x} at physical {address:#x} is reached "
+                                    "twice (page-table loop or corruption)", *where))
+            return None
+        seen.add(address)
+        data = read_table(address)
+        if data is None:
+            problems.append(Problem(f"{what} for {va:#x} at physical {address:#x} is not in the "
+                                    "dump", *where))
+            return None
+        return _TABLE.unpack(data)
+
+    pml4 = table(dtb & ADDRESS_MASK, "PML4", 0, None)
+    if pml4 is None:
+        return Walk((), tuple(problems))
+    for i4 in range(USER_PML4_ENTRIES):
+        e4 = pml4[i4]
+        if not e4 & PRESENT:
+            continue
+        if progress_callback:
+            progress_callback(100.0 * i4 / USER_PML4_ENTRIES, "Walking page tables")
+        va4 = i4 << 39
+        pdpt = table(e4 & ADDRESS_MASK, "PDPT", va4, 1 << 39)
+        if pdpt is None:
+            continue
+        for i3, e3 in enumerate(pdpt):
+            if not e3 & PRESENT:
+                continue
+            va3 = va4 | i3 << 30
+            if e3 & PAGE_SIZE_BIT:
+                emit(va3 >> PAGE_SHIFT, (e3 & LARGE_1G_MASK) >> PAGE_SHIFT, 1 << 18)
+                continue
+            pd = table(e3 & ADDRESS_MASK, "page directory", va3, 1 << 30)
+            if pd is None:
+                continue
+            for i2, e2 in enumerate(pd):
+                if not e2 & PRESENT:
+                    continue
+                va2 = va3 | i2 << 21
+                if e2 & PAGE_SIZE_BIT:
+                    emit(va2 >> PAGE_SHIFT, (e2 & LARGE_2M_MASK) >> PAGE_SHIFT, ENTRIES)
+                    continue
+                pt = table(e2 & ADDRESS_MASK, "page table", va2, 1 << 21)
+                if pt is None:
+                    continue
+                base = va2 >> PAGE_SHIFT
+                for i1, e1 in enumerate(pt):
+                    if e1 & PRESENT:
+                        emit(base + i1, (e1 & ADDRESS_MASK) >> PAGE_SHIFT, 1)
+    if last[0] is not None:
+        runs.append(Run(*last[0]))
+    return Walk(tuple(runs), tuple(problems))
+
+
+class PhysicalMemory:
+    """What a Volatility physical layer holds: which frames are present, and their bytes."""
+
+    def __init__(self, context: interfaces.context.ContextInterface, layer_name: str) -> None:
+        self.layer = context.layers[layer_name]
+        self.extent = physical_extent(self.layer)
+
+    def read_table(self, address: int) -> bytes | None:
+        try:
+            return self.layer.read(address, PAGE_SIZE)
+        except exceptions.InvalidAddressException:
+            return None
+
+    def present(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The sub-ranges of ``[start, end)`` (bytes) the dump holds, merged."""
+        end = min(end, self.extent)
+        if start >= end:
+            return []
+        found: list[tuple[int, int]] = []
+        if isinstance(self.layer, interfaces.layers.TranslationLayerInterface):
+            pieces: Iterable = ((offset, offset + size) for offset, size, *_ in
+                                self.layer.mapping(start, end - start, ignore_errors=True)
+                                if size)
+        else:  # a plain file: everything from its first to its last byte
+            low = max(start, self.layer.minimum_address)
+            high = min(end, self.layer.maximum_address + 1)
+            pieces = [(low, high)] if low < high else []
+        for low, high in pieces:
+            if found and found[-1][1] == low:
+                found[-1] = (found[-1][0], high)
+            else:
+                found.append((low, high))
+        return found
+
+    def read(self, address: int, length: int) -> bytes:
+        return self.layer.read(address, length)
+
+
+def physical_extent(layer: interfaces.layers.DataLayerInterface) -> int:
+    """End (exclusive) of the physical memory the dump describes.
+
+    A crash dump's header lists the machine's memory runs and its bitmap covers every page, so a
+    frame below that end that the dump lacks was left out, not invented; other layers describe
+    memory up to their last byte.
+    """
+    end = layer.maximum_address + 1
+    try:
+        if hasattr(layer, "get_header"):  # WindowsCrashDump32Layer / 64Layer
+            block = layer.get_header().PhysicalMemoryBlockBuffer
+            for index in range(min(int(block.NumberOfRuns), block.Run.vol.count)):
+                run = block.Run[index]
+                end = max(end, (int(run.BasePage) + int(run.PageCount)) * PAGE_SIZE)
+        if hasattr(layer, "get_summary_header") and getattr(layer, "dump_type", None) == 0x05:
+            end = max(end, int(layer.get_summary_header().BitmapSize) * PAGE_SIZE)
+    except (exceptions.VolatilityException, AttributeError) as excp:
+        vollog.log(constants.LOGLEVEL_VVV, f"No physical-memory description in the header: {excp}")
+    return end
+
+
+class FrameFates:
+    """Fate of every frame the runs reference: absent, zero-filled, content, or unreadable (listed
+    by the dump but not readable from it, e.g. a truncated file: counted absent, and partial)."""
+
+    def __init__(self, physical: PhysicalMemory, runs: Sequence[Run],
+                 progress_callback: ProgressCallback = None) -> None:
+        self.extent_pfn = physical.extent >> PAGE_SHIFT
+        # Present frame ranges with one fate byte per frame: first pfn, fates.
+        self._starts: list[int] = []
+        self._fates: list[bytearray] = []
+        intervals = _merge((run.pfn, run.pfn + run.count) for run in runs)
+        total = sum(high - low for low, high in intervals) or 1
+        done = 0
+        for low, high in intervals:
+            for start, end in physical.present(low << PAGE_SHIFT, high << PAGE_SHIFT):
+                self._starts.append(start >> PAGE_SHIFT)
+                self._fates.append(self._classify(physical, start, end))
+            done += high - low
+            if progress_callback:
+                progress_callback(100.0 * done / total, "Testing frames for content")
+
+    @staticmethod
+    def _classify(physical: PhysicalMemory, start: int, end: int) -> bytearray:
+        fates = bytearray((end - start) >> PAGE_SHIFT)
+        for chunk in range(start, end, READ_CHUNK):
+            length = min(READ_CHUNK, end - chunk)
+            index, pages = (chunk - start) >> PAGE_SHIFT, length >> PAGE_SHIFT
+            try:
+                data = physical.read(chunk, length)
+            except exceptions.InvalidAddressException:
+                # Part of the chunk cannot be read (e.g. a truncated file): page by page.
+                for page in range(pages):
+                    try:
+                        one = physical.read(chunk + (page << PAGE_SHIFT), PAGE_SIZE)
+                    except exceptions.InvalidAddressException:
+                        fates[index + page] = FATE_UNREADABLE
+                    else:
+                        fates[index + page] = FATE_ZERO if one == _ZERO_PAGE else FATE_CONTENT
+                continue
+            if data == (_ZERO_CHUNK if length == READ_CHUNK else bytes(length)):
+                fates[index:index + pages] = bytes([FATE_ZERO]) * pages
+                continue
+            for page in range(pages):
+                at = page << PAGE_SHIFT
+                fates[index + page] = (FATE_ZERO if data[at:at + PAGE_SIZE] == _ZERO_PAGE
+                                       else FATE_CONTENT)
+        return fates
+
+    def count(self, pfn: int, pages: int) -> tuple[int, int, int, int, int]:
+        """(absent, zero-filled, readable, beyond the described memory, unreadable) for
+        ``pages`` frames from ``pfn``; absent includes the last two."""
+        zero = content = unreadable = 0
+        end = pfn + pages
+        index = max(bisect.bisect_right(self._starts, pfn) - 1, 0)
+        while index < len(self._starts) and self._starts[index] < end:
+            first = self._starts[index]
+            fates = self._fates[index]
+            low, high = max(pfn, first), min(end, first + len(fates))
+            if low < high:
+                zero += fates.count(FATE_ZERO, low - first, high - first)
+                content += fates.count(FATE_CONTENT, low - first, high - first)
+                unreadable += fates.count(FATE_UNREADABLE, low - first, high - first)
+            index += 1
+        beyond = max(0, end - max(pfn, self.extent_pfn))
+        return pages - zero - content, zero, content, beyond, unreadable
+
+
+def _merge(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(intervals):
+        if merged and low <= merged[-1][1]:
+            if high > merged[-1][1]:
+                merged[-1] = (merged[-1][0], high)
+        else:
+            merged.append((low, high))
+    return merged
+
+
+@dataclass(frozen=True)
+class Region:
+    """A user region to account pages to: a VAD (``end`` is its last byte)."""
+
+    start: int
+    end: int
+    protection: str | None = None
+    tag: str | None = None
+
+
+class _Tally:
+    __slots__ = ("pages", "absent", "zero", "content", "beyond", "unreadable")
+
+    def __init__(self) -> None:
+        self.pages = self.absent = self.zero = self.content = self.beyond = self.unreadable = 0
+
+    def add(self, fates: FrameFates, pfn: int, count: int) -> None:
+        absent, zero, content, beyond, unreadable = fates.count(pfn, count)
+        self.pages += count
+        self.absent += absent
+        self.zero += zero
+        self.content += content
+        self.beyond += beyond
+        self.unreadable += unreadable
+
+    def row(self, start: int, end: int, protection: str | None, tag: str | None,
+            problems: Iterable[Problem]) -> RegionPages:
+        notes = [p.message for p in problems if p.overlaps(start, end)]
+        if self.beyond:
+            notes.append(f"{self.beyond} page(s) map frames beyond the physical memory in the dump")
+        if self.unreadable:
+            notes.append(f"{self.unreadable} page(s) map frames the dump lists but cannot supply")
+        return RegionPages(start, end, self.pages, self.absent, self.zero, self.content,
+                           protection, tag, tuple(notes))
+
+
+def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[Region],
+            problems: Sequence[Problem] = (), *, include_empty: bool = False
+            ) -> tuple[RegionPages, ...]:
+    """Distribute the mapped pages over ``regions``; pages outside every region form one extra
+    region per virtually contiguous run (tag None). Overlapping regions (a corrupt VAD tree) are
+    clipped so that no page is counted twice, and marked partial. Each row carries the problems
+    that touch it (process-wide ones touch every row). Rows are in address order."""
+    problems = list(problems)
+    clipped: list[Region] = []
+    for region in sorted(regions, key=lambda r: (r.start, r.end)):
+        start = region.start
+        if clipped and start <= clipped[-1].end:
+            problems.append(Problem(f"VAD {region.start:#x}-{region.end:#x} overlaps VAD "
+                                    f"{clipped[-1].start:#x}-{clipped[-1].end:#x}",
+                                    region.start, region.end + 1))
+            start = clipped[-1].end + 1
+        if start > region.end:
+            continue
+        clipped.append(Region(start, region.end, region.protection, region.tag))
+    first_vpns = [r.start >> PAGE_SHIFT for r in clipped]
+    last_vpns = [r.end >> PAGE_SHIFT for r in clipped]
+    tallies = [_Tally() for _ in clipped]
+    outside: list[list] = []  # [first vpn, tally, vpn after the last]
+
+    for run in runs:
+        vpn, pfn, count = run.vpn, run.pfn, run.count
+        while count:
+            index = bisect.bisect_right(first_vpns, vpn) - 1
+            if index >= 0 and vpn <= last_vpns[index]:
+                take = min(count, last_vpns[index] - vpn + 1)
+                tallies[index].add(fates, pfn, take)
+            else:
+                following = index + 1
+                limit = first_vpns[following] if following < len(first_vpns) else vpn + count
+                take = min(count, limit - vpn)
+                if not (outside and outside[-1][2] == vpn):
+                    outside.append([vpn, _Tally(), vpn])
+                outside[-1][1].add(fates, pfn, take)
+                outside[-1][2] = vpn + take
+            vpn, pfn, count = vpn + take, pfn + take, count - take
+
+    rows = [tally.row(r.start, r.end, r.protection, r.tag, problems)
+            for r, tally in zip(clipped, tallies) if include_empty or tally.pages]
+    rows += [tally.row(first << PAGE_SHIFT, (after << PAGE_SHIFT) - 1, None, None, problems)
+             for first, tally, after in outside]
+    rows.sort(key=lambda row: row.start)
+    return tuple(rows)
+
+
+# -- Volatility-facing ------------------------------------------------------------------------
+
+USER_RANGE = (0, (USER_PML4_ENTRIES << 39) - 1)
+
+
+def vad_regions(context: interfaces.context.ContextInterface, kernel_module_name: str,
+                proc: interfaces.objects.ObjectInterface) -> tuple[list[Region], list[Problem]]:
+    """The process's VADs as regions, and what could not be read of the tree."""
+    problems: list[Problem] = []
+    kernel = context.modules[kernel_module_name]
+    try:
+        protect_values = [int(value) for value in vadinfo.VadInfo.protect_values(
+            context, kernel.layer_name, kernel.symbol_table_name)]
+    except (exceptions.InvalidAddressException, exceptions.SymbolError, ValueError) as excp:
+        vollog.log(constants.LOGLEVEL_VV, f"MmProtectToValue unreadable: {excp}")
+        protect_values = None
+    regions: list[Region] = []
+    try:
+        for vad in proc.get_vad_root().traverse():
+            try:
+                start, end = int(vad.get_start()), int(vad.get_end())
+                tag = vad.get_tag()
+            except (exceptions.InvalidAddressException, AttributeError) as excp:
+                problems.append(Problem(f"VAD at {vad.vol.offset:#x} cannot be read: {excp}"))
+                continue
+            if not 0 <= start <= end <= USER_RANGE[1]:
+                problems.append(Problem(f"VAD at {vad.vol.offset:#x} has an invalid range "
+                                        f"{start:#x}-{end:#x}"))
+                continue
+            protection = None
+            if protect_values is not None:
+                try:
+                    protection = vad.get_protection(protect_values,
+                                                    vadinfo.winnt_protections) or None
+                except (exceptions.InvalidAddressException, AttributeError):
+                    protection = None
+            regions.append(Region(start, end, protection, tag))
+    except (exceptions.InvalidAddressException, RuntimeError, AttributeError) as excp:
+        # RuntimeError is Volatility's "Vad tree is too deep" (a corrupt or looping tree).
+        problems.append(Problem(f"VAD tree not fully readable: {excp}"))
+    return regions, problems
+
+
+def _directory_table_base(proc) -> int:
+    dtb = proc.Pcb.DirectoryTableBase
+    if isinstance(dtb, objects.Array):  # declared as an array on some x64 builds
+        dtb = dtb.cast("unsigned long long")
+    return int(dtb)
+
+
+def process_pages(context: interfaces.context.ContextInterface, kernel_module_name: str,
+                  proc: interfaces.objects.ObjectInterface, *, pid: int | None = None,
+                  name: str | None = None, include_empty: bool = False,
+                  progress_callback: ProgressCallback = None) -> ProcessPages:
+    """Account for every mapped user page of ``proc``, per VAD region. Never raises for a
+    damaged process: what cannot be read is listed in ``problems`` and makes rows partial. When
+    nothing can be attributed to a region, one row spans the user range so the process still
+    shows, marked partial."""
+    kernel = context.modules[kernel_module_name]
+    kernel_layer = context.layers[kernel.layer_name]
+
+    def failed(message: str) -> ProcessPages:
+        row = RegionPages(*USER_RANGE, problems=(message,))
+        return ProcessPages(pid, name, (row,), (message,))
+
+    if not isinstance(kernel_layer, intel.Intel32e):
+        return failed(f"layer {kernel.layer_name} does not use x64 4-level paging")
+    try:
+        dtb = _directory_table_base(proc)
+    except exceptions.InvalidAddressException as excp:
+        return failed(f"DirectoryTableBase unreadable at {excp.invalid_address:#x}")
+    physical = PhysicalMemory(context, kernel_layer.config["memory_layer"])
+
+    def stage(low: float, high: float):
+        if progress_callback is None:
+            return None
+        return lambda percent, text: progress_callback(low + (high - low) * percent / 100, text)
+
+    walk = walk_user_page_tables(physical.read_table, dtb, stage(0, 20))
+    regions, problems = vad_regions(context, kernel_module_name, proc)
+    problems = list(walk.problems) + problems
+    fates = FrameFates(physical, walk.runs, stage(20, 100))
+    rows = account(walk.runs, fates, regions, problems, include_empty=include_empty)
+    messages = tuple(p.message for p in problems)
+    if not rows and problems:
+        return ProcessPages(pid, name, (RegionPages(*USER_RANGE, problems=messages),), messages)
+    return ProcessPages(pid, name, rows, messages)
