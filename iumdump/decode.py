@@ -19,7 +19,7 @@ from .errors import InvalidInputError, TruncatedDumpError
 from .structs.process_info import (ARCHES, EXTENDED_SIZES, FLAG_NAMES, ExtendedBasicInformation,
                                    parse_extended_basic_information)
 
-_TEXT_BYTES = frozenset(string.printable.encode("ascii")) - frozenset(b"\x0b\x0c")
+_TEXT_BYTES = frozenset(string.printable.encode("ascii"))
 _SEPARATORS = frozenset(string.whitespace + "-:,")
 _HEX_DIGITS = frozenset(string.hexdigits)
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),

@@ -19,9 +19,6 @@ from ..errors import InvalidInputError, SymbolError
 from ..isf import BitFieldMember, SymbolTable
 from .bitfields import BitField, build_word, construct_message, lsb_first_bitfield_word
 
-_GAP_PREFIX = "_bits"
-
-
 @dataclass(frozen=True)
 class FlagWord:
     """The word at ``type_name``.``path``: ``size`` bytes at byte ``offset`` of ``type_name``.
@@ -118,7 +115,7 @@ def flag_word(table: SymbolTable, type_name: str, path: str) -> FlagWord:
         raise SymbolError(f"{type_name}.{path} is not a word of bit fields", path=table.source)
     fields = tuple(BitField(m.name, m.bit_position, m.bit_length) for m in members)
     try:
-        construct = lsb_first_bitfield_word(fields, member.size, gap_prefix=_GAP_PREFIX)
+        construct = lsb_first_bitfield_word(fields, member.size)
     except ValueError as exc:  # overlapping fields or fields wider than the word
         raise SymbolError(f"{type_name}.{path}: {exc}", path=table.source) from None
     return FlagWord(type_name, path, member.offset, member.size, fields, construct)
