@@ -127,16 +127,17 @@ class ExtendedBasicInformation:
             raise InvalidInputError(f"no such PROCESS_EXTENDED_BASIC_INFORMATION flag: "
                                     f"{', '.join(unknown)}", actual=unknown)
         object.__setattr__(self, "flags", {name: bool(self.flags.get(name)) for name in FLAG_NAMES})
+        if not 0 <= self.spare_bits < 1 << SPARE_BITS_LENGTH:
+            raise InvalidInputError(f"SpareBits is {SPARE_BITS_LENGTH} bits wide; "
+                                    f"{self.spare_bits:#x} does not fit", actual=self.spare_bits)
         if self.size is None:
             object.__setattr__(self, "size", EXTENDED_SIZES[self.arch])
 
     @property
     def flags_value(self) -> int:
         """The Flags ULONG."""
-        value = self.spare_bits << SPARE_BITS_SHIFT
-        for bit, name in enumerate(FLAG_NAMES):
-            value |= int(self.flags[name]) << bit
-        return value
+        word = EXTENDED_FLAGS.build({**self.flags, "SpareBits": self.spare_bits})
+        return int.from_bytes(word, "little")
 
     @property
     def set_spare_bits(self) -> tuple[int, ...]:

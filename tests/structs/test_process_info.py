@@ -161,6 +161,11 @@ def test_spare_bits_are_kept_and_located():
     assert info.to_bytes() == bytes(raw)
 
 
+def test_spare_bits_must_fit():
+    with pytest.raises(InvalidInputError, match="22 bits"):
+        ExtendedBasicInformation(spare_bits=1 << 22)
+
+
 def test_nonzero_padding_is_reported():
     raw = bytearray(ExtendedBasicInformation().to_bytes())
     raw[0x0D] = 0xAA
