@@ -286,7 +286,11 @@ class _AtomicFile:
 
     def __enter__(self) -> _AtomicFile:
         directory, name = os.path.split(os.path.abspath(self.path))
-        self.fd, self.temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+        try:
+            self.fd, self.temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot create a dump in {directory}: {exc.strerror}",
+                                    path=self.path) from exc
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(self.fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode

@@ -275,6 +275,9 @@ def test_bad_requests_are_refused(tmp_path):
         write_dump(machine, tmp_path / "m.dmp", "crash-bitmap", None, progress=False)
     with pytest.raises(InvalidInputError, match="unknown dump format"):
         write_dump(machine, tmp_path / "m.dmp", "lime", FACTS, progress=False)
+    with pytest.raises(InvalidInputError, match="cannot create a dump in") as err:
+        write_dump(machine, tmp_path / "missing" / "m.raw", "raw", progress=False)
+    assert "\n" not in str(err.value) and str(tmp_path / "missing" / "m.raw") in str(err.value)
     assert os.listdir(tmp_path) == []
 
 
