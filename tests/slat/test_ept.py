@@ -244,7 +244,7 @@ def test_split_page_tables_yield_one_run_per_run_not_per_leaf():
     """Regression: runs() made one EptRun per 4 KiB leaf of a split table, so scanning an 8 GiB
     machine with a few thousand single-page protections cost more than writing its dump."""
     _, ept = make_ept(64 * MIB)
-    for pfn in range(7, 64 * MIB >> 12, 4096):  # one page in every other 2 MiB region
+    for pfn in range(7, 64 * MIB >> 12, 4096):  # one page every 16 MiB: four split tables
         ept.set_access(pfn, 1, 0)
     runs = list(ept.runs())
     assert len(runs) == 2 * 4 + 1
