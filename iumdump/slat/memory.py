@@ -29,6 +29,7 @@ FRAME_BACKGROUND = "background"
 FRAME_FREE = "free"
 
 _BLOCK_PAGES = 256  # bulk copies of background/zero frames go 1 MiB at a time
+_SMALL_READ_PAGES = 16
 _ZERO_BLOCK = bytes(_BLOCK_PAGES * PAGE_SIZE)
 
 
@@ -70,10 +71,19 @@ class GuestPhysicalMemory:
 
     def read(self, gpa: int, length: int) -> bytes:
         self._check_range(gpa, length)
+        if length == 0:
+            return b""
         first = gpa >> PAGE_SHIFT
-        last = (gpa + length - 1) >> PAGE_SHIFT if length else first - 1
-        data = self.frames(first, last - first + 1) if length else b""
+        last = (gpa + length - 1) >> PAGE_SHIFT
         start = gpa - (first << PAGE_SHIFT)
+        if last - first < _SMALL_READ_PAGES:
+            # Small reads (a builder reading back pointers between writes) go page by page, so
+            # they never wait for the sorted list of explicit frames that bulk reads use.
+            if first == last:
+                return self.page(first)[start:start + length]
+            data = b"".join(self.page(pfn) for pfn in range(first, last + 1))
+        else:
+            data = self.frames(first, last - first + 1)
         return data[start:start + length]
 
     def frames(self, start_pfn: int, count: int) -> bytes:

@@ -285,3 +285,18 @@ def test_allocator_of_an_8_gib_machine_is_compact_and_fast():
     tracemalloc.stop()
     # One byte per frame (2 MiB) plus the run's search pattern; a set of a million PFNs is ~60 MiB.
     assert run == 0x100 and peak < 6 * MIB
+
+
+def test_small_reads_between_writes_do_not_resort_the_explicit_frames():
+    """Regression guard: bulk reads use a sorted list of explicit frames, rebuilt after each new
+    frame; a builder that writes a frame and reads a pointer back, 100 000 times, must not pay a
+    sort per read (quadratic)."""
+    memory = GuestPhysicalMemory(64 * MIB)
+    memory.write(99 * PAGE_SIZE, (99).to_bytes(8, "little"))
+    for pfn in range(100, 300):
+        memory.write(pfn * PAGE_SIZE, pfn.to_bytes(8, "little"))
+        assert memory.read((pfn - 1) * PAGE_SIZE, 8) == (pfn - 1).to_bytes(8, "little")
+        assert memory._sorted_explicit is None
+    assert memory.read(99 * PAGE_SIZE, 32 * PAGE_SIZE)[PAGE_SIZE:PAGE_SIZE + 8] == \
+        (100).to_bytes(8, "little")
+    assert memory._sorted_explicit is not None
