@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from iumdump.errors import SymbolError
+from iumdump.isf import SymbolTable
 from iumdump.slat import profile
 from iumdump.slat.profile import (BUILTIN_AGE, BUILTIN_GUID, BUILTIN_PDB_NAME, builtin_isf,
                                   builtin_symbol_table, parse_layout)
@@ -310,6 +311,53 @@ def test_every_referenced_type_is_declared(isf):
         for field, value in declared["fields"].items():
             for section, name in names(value["type"]):
                 assert name in isf[section], f"{type_name}.{field} refers to undeclared {name}"
+
+
+# What the 19041 kernel lacks among the fields the synthetic kernel probes for other builds.
+KERNEL_FIELDS_ABSENT_ON_19041 = {
+    ("_EPROCESS", "Pcb.SecurePid"),                     # 1507-1703
+    ("_EPROCESS", "TrustletIdentity"),                  # up to 1703
+    ("_EPROCESS", "Pcb.SecureState.Flags.TrustedApp"),  # 24H2
+}
+
+
+def _kernel_lists():
+    from iumdump.slat import kernel  # its KERNEL_*_USED lists are what it reads by name
+
+    return kernel
+
+
+def test_has_every_field_the_synthetic_kernel_writes():
+    """Required fields all; optional ones exactly where 19041 has them, so the kernel writes
+    what a real 19041 kernel would hold."""
+    kernel = _kernel_lists()
+    table = builtin_symbol_table()
+    optional = set(kernel.KERNEL_FIELDS_OPTIONAL)
+    for type_name, path in kernel.KERNEL_FIELDS_USED + kernel.VOLATILITY_FIELDS_NEEDED:
+        expected = (type_name, path) not in optional \
+            or (type_name, path) not in KERNEL_FIELDS_ABSENT_ON_19041
+        assert table.has_member(type_name, path) == expected, f"{type_name}.{path}"
+
+
+def test_has_every_type_and_symbol_the_synthetic_kernel_uses():
+    kernel = _kernel_lists()
+    table = builtin_symbol_table()
+    for name in set(kernel.KERNEL_TYPES_USED) - set(kernel.KERNEL_TYPES_OPTIONAL):
+        assert table.has_type(name), name
+    for name in kernel.KERNEL_SYMBOLS_REQUIRED:
+        assert table.has_symbol(name), name
+
+
+def test_kernel_optionals_present_exactly_where_19041_has_them(real_isf):
+    kernel = _kernel_lists()
+    table = builtin_symbol_table()
+    real = SymbolTable(real_isf, source=str(REAL_19041))
+    for type_name, path in kernel.KERNEL_FIELDS_OPTIONAL:
+        assert table.has_member(type_name, path) == real.has_member(type_name, path), path
+    for name in kernel.KERNEL_TYPES_OPTIONAL:
+        assert table.has_type(name) == real.has_type(name), name
+    for name in kernel.KERNEL_SYMBOLS_OPTIONAL:
+        assert table.has_symbol(name) == real.has_symbol(name), name
 
 
 # -- the layout grammar ----------------------------------------------------------------------------
