@@ -40,7 +40,9 @@ from construct import Bytes, Const, CString, Int32ul, Struct as CStruct
 
 from ..errors import InvalidInputError, ScenarioError, SymbolError
 from ..isf import Member, SymbolTable
-from .memory import PAGE_SHIFT, PAGE_SIZE, FrameAllocator, GuestPhysicalMemory, OutOfMemoryError
+from .memory import (
+    FRAME_FREE, PAGE_SHIFT, PAGE_SIZE, FrameAllocator, GuestPhysicalMemory, OutOfMemoryError,
+)
 from .pagetables import (
     LARGE_PAGE_FRAMES, LARGE_PAGE_SIZE, AddressSpace, PageTableStore, canonical,
 )
@@ -1616,6 +1618,26 @@ class SyntheticKernel:
             return node
 
         return build(0, len(ordered), 0)
+
+    # -- density ---------------------------------------------------------------------------------
+    def fill_free_frames(self, fraction: float) -> int:
+        """Give free frames background content until ``fraction`` of all frames are in use —
+        the standby, cache and modified pages of a busy machine, mapped by no process. Returns
+        how many frames were filled. Frame 0 stays free, as firmware keeps it."""
+        total = self.memory.frame_count
+        target = int(total * fraction)
+        free_runs = [(start, end) for start, end, kind in self.memory.frame_runs(1, total)
+                     if kind == FRAME_FREE]
+        used = total - 1 - sum(end - start for start, end in free_runs)
+        filled = 0
+        for start, end in free_runs:
+            if used >= target:
+                break
+            count = min(end - start, target - used)
+            self.memory.add_background(start, count)
+            used += count
+            filled += count
+        return filled
 
     # -- bulk pool ---------------------------------------------------------------------------------
     def _map_bulk_pool(self, pool_pages: int) -> None:

@@ -1,0 +1,234 @@
+"""Ground truth for a synthesized dump: ``truth.json`` (DESIGN §5).
+
+Everything here is what the emulator *made*, stated independently of iumdump's analysis code, so
+tests can hold the plugins and the analyzer to it: each process with its identity, its place in
+memory, its secure state and protection, the PROCESS_EXTENDED_BASIC_INFORMATION flags the layout
+supports (``null`` where DESIGN §4 says a flag cannot be derived), and for every process with
+user pages what became of each page in *this* dump:
+
+* ``absent`` — the frame is not in the file (a bitmap crash dump leaves refused frames out);
+* ``zero_filled`` — in the file, all zeros (a refused page a tool wrote as zeros, or a page whose
+  content is zero);
+* ``readable`` — in the file with its content.
+
+Keys (stable; other engineers' tests read them): ``scenario, format, seed, memory_size, dump,
+kernel{build, pdb_guid, pdb_age, base, kernel_virtual_offset, dtb, profile, has_secure_state,
+has_trustlet_identity}, processes[{pid, ppid, name, image_name, offset, address,
+physical_offset, linked, secure, secure_handle, trustlet_id, protection, protection_text,
+minimal, verdict, session, threads, flags{…}, pages}]``. ``offset`` is the EPROCESS address as
+Volatility prints it (``Offset(V)`` of pslist/psscan: the 48-bit layer offset); ``address`` is
+the canonical kernel pointer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from bisect import bisect_right
+from pathlib import Path
+from typing import Any, Iterable
+
+from .kernel import KernelBuild
+from .memory import GuestPhysicalMemory
+from .scenario import TRUSTLET_NAMES
+
+ADDRESS_48 = (1 << 48) - 1
+
+# _PS_PROTECTED_TYPE and _PS_PROTECTED_SIGNER names (DESIGN §4; ntoskrnl symbols).
+_TYPES = {0: "None", 1: "ProtectedLight", 2: "Protected"}
+_SIGNERS = {0: "None", 1: "Authenticode", 2: "CodeGen", 3: "Antimalware", 4: "Lsa", 5: "Windows",
+            6: "WinTcb", 7: "WinSystem", 8: "App"}
+FLAG_NAMES = ("IsProtectedProcess", "IsWow64Process", "IsProcessDeleting", "IsCrossSessionCreate",
+              "IsFrozen", "IsBackground", "IsStronglyNamed", "IsSecureProcess",
+              "IsSubsystemProcess", "IsTrustedApp")
+
+
+def protection_text(level: int) -> str:
+    """``0x41`` → ``ProtectedLight/Lsa``; ``0`` → ``None``; the audit bit adds ``+Audit``
+    (DESIGN §5). Bits: Type 0–2, Audit 3, Signer 4–7."""
+    kind, audit, signer = level & 0x7, bool(level & 0x8), level >> 4
+    text = _TYPES.get(kind, f"Type{kind}")
+    if kind or signer:
+        text += "/" + _SIGNERS.get(signer, f"Signer{signer}")
+    return text + ("+Audit" if audit else "")
+
+
+def verdict(name: str, *, secure: bool, secure_handle: int) -> str:
+    """``secure``; ``masquerade`` (a trustlet's image name on a process that is not secure);
+    ``enclave-host`` (a secure handle without the secure bit); else ``normal``."""
+    if secure:
+        return "secure"
+    if name.lower() in {n.lower() for n in TRUSTLET_NAMES}:
+        return "masquerade"
+    if secure_handle:
+        return "enclave-host"
+    return "normal"
+
+
+class _Ranges:
+    """Membership and counting over sorted disjoint [start, end) frame ranges."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
+        self.ranges = sorted(ranges)
+        self.starts = [start for start, _ in self.ranges]
+
+    def __contains__(self, pfn: int) -> bool:
+        index = bisect_right(self.starts, pfn) - 1
+        return index >= 0 and pfn < self.ranges[index][1]
+
+    def count(self, start: int, end: int) -> int:
+        """Frames of [start, end) inside the ranges."""
+        total = 0
+        index = max(bisect_right(self.starts, start) - 1, 0)
+        while index < len(self.ranges) and self.ranges[index][0] < end:
+            lo, hi = self.ranges[index]
+            total += max(0, min(hi, end) - max(lo, start))
+            index += 1
+        return total
+
+
+def _frame_ranges(frames) -> _Ranges:
+    ranges = getattr(frames, "ranges", None)
+    if ranges is not None:
+        return _Ranges(ranges)
+    return _Ranges((pfn, pfn + 1) for pfn in frames)
+
+
+def page_fates(pfns, memory: GuestPhysicalMemory, absent: _Ranges, zero_filled: _Ranges
+               ) -> dict[str, int]:
+    """How many of the frames ``pfns`` are absent / zero-filled / readable in the dump."""
+    if isinstance(pfns, range):
+        # A bulk run: every frame holds generated (non-zero) content.
+        missing = absent.count(pfns.start, pfns.stop)
+        zeroed = zero_filled.count(pfns.start, pfns.stop)
+        return {"absent": missing, "zero_filled": zeroed,
+                "readable": len(pfns) - missing - zeroed}
+    fates = {"absent": 0, "zero_filled": 0, "readable": 0}
+    for pfn in pfns:
+        if pfn in absent:
+            fates["absent"] += 1
+        elif pfn in zero_filled or not _has_content(memory, pfn):
+            fates["zero_filled"] += 1
+        else:
+            fates["readable"] += 1
+    return fates
+
+
+def _has_content(memory: GuestPhysicalMemory, pfn: int) -> bool:
+    if memory.is_explicit(pfn):
+        return any(memory.page(pfn))
+    return memory.is_background(pfn)
+
+
+def build_truth(*, scenario: str, fmt: str, seed: int, memory: GuestPhysicalMemory,
+                kernel: KernelBuild, write_result, profile: str, dump_name: str) -> dict[str, Any]:
+    absent = _frame_ranges(write_result.absent_pfns)
+    zero_filled = _frame_ranges(write_result.zero_filled_pfns)
+    processes = []
+    for built in kernel.processes:
+        spec = built.spec
+        name = spec.name.encode("ascii", "replace")[:14].decode("ascii")
+        entry: dict[str, Any] = {
+            "pid": spec.pid,
+            "ppid": spec.ppid,
+            "name": name,
+            "image_name": spec.name,
+            "offset": built.eprocess & ADDRESS_48,
+            "address": built.eprocess,
+            "physical_offset": built.physical,
+            "linked": spec.linked,
+            "secure": built.secure,
+            "secure_handle": built.secure_handle,
+            "trustlet_id": built.trustlet_id,
+            "protection": spec.protection,
+            "protection_text": protection_text(spec.protection),
+            "minimal": spec.kind == "minimal",
+            "verdict": verdict(spec.name, secure=built.secure,
+                               secure_handle=built.secure_handle),
+            "session": spec.session,
+            "threads": len(built.threads),
+            "dtb": built.dtb,
+            "flags": {name: built.flags[name] for name in FLAG_NAMES},
+            "pages": None,
+        }
+        if built.regions:
+            regions = []
+            totals = {"mapped": 0, "absent": 0, "zero_filled": 0, "readable": 0}
+            for region in sorted(built.regions, key=lambda r: r.spec.start):
+                fates = page_fates(region.pfns, memory, absent, zero_filled)
+                regions.append({"start": region.spec.start, "end": region.spec.end,
+                                "pages": region.spec.pages, **fates,
+                                "protection": region.spec.protection, "tag": region.tag,
+                                "content": region.spec.content,
+                                "vad": region.vad})
+                totals["mapped"] += region.spec.pages
+                for key in fates:
+                    totals[key] += fates[key]
+            entry["pages"] = {**totals, "regions": regions}
+        processes.append(entry)
+    return {
+        "scenario": scenario,
+        "format": fmt,
+        "seed": seed,
+        "memory_size": memory.size,
+        "dump": dump_name,
+        "kernel": {
+            "build": kernel.build,
+            "revision": kernel.revision,
+            "pdb_guid": kernel.guid,
+            "pdb_age": kernel.age,
+            "base": kernel.base,
+            "kernel_virtual_offset": kernel.base & ADDRESS_48,
+            "dtb": kernel.dtb,
+            "kdbg": kernel.kdbg,
+            "profile": profile,
+            "has_secure_state": kernel.has_secure_state,
+            "has_trustlet_identity": kernel.has_trustlet_identity,
+        },
+        "vtl1_frames": _count_frames(write_result.refused_pfns),
+        "processes": processes,
+    }
+
+
+def _count_frames(frames) -> int:
+    return len(frames) if frames is not None else 0
+
+
+def write_truth(path: str | os.PathLike, truth: dict[str, Any]) -> None:
+    """Write truth.json atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=".truth-", suffix=".json", dir=path.parent)
+    try:
+        os.chmod(temporary, 0o666 & ~current_umask())
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(truth, out, indent=1)
+            out.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_truth(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def process_pages(truth: dict[str, Any], pid: int) -> dict[str, Any] | None:
+    """The ``pages`` entry of one process (``None`` when it has no user pages)."""
+    for process in truth["processes"]:
+        if process["pid"] == pid:
+            return process["pages"]
+    raise KeyError(pid)
+
+
+__all__ = ["FLAG_NAMES", "build_truth", "load_truth", "page_fates", "process_pages",
+           "protection_text", "verdict", "write_truth"]
+
