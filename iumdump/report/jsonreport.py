@@ -1,0 +1,26 @@
+"""report.json: the report as data, for tools and for the case file.
+
+ASCII-only output: any character a process name smuggles in (a right-to-left override, a control
+character) appears as a visible ``\\uXXXX`` escape in any viewer instead of rearranging the text
+around it. ``iumdump/data/report.schema.json`` is its JSON Schema.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from .model import Report
+
+SCHEMA_RESOURCE = "report.schema.json"
+
+
+def render(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=2, ensure_ascii=True) + "\n"
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) that every report.json satisfies."""
+    text = resources.files("iumdump").joinpath("data", SCHEMA_RESOURCE).read_text("utf-8")
+    return json.loads(text)

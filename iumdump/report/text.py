@@ -1,0 +1,61 @@
+"""Text from the dump is attacker-controlled: make it visible and inert before it is rendered.
+
+A process can name itself anything up to 15 bytes: control characters, a right-to-left override
+that makes ``exe.lsass`` read as ``lsass.exe``, Markdown or HTML. :func:`visible` turns every
+character that is not plainly printable into a visible escape (``\\x07``, ``\\u202e``), so what the
+analyst reads is what the dump holds; the renderers then escape their own syntax.
+"""
+
+from __future__ import annotations
+
+import html
+import unicodedata
+
+# Control, format (bidi overrides, zero-width), surrogate, private-use and line/paragraph
+# separator characters.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_MARKDOWN_SPECIAL = frozenset("\\`*_[]<>|~&")
+
+
+def visible(text: object) -> str:
+    """``text`` with a backslash escape for each character that would not show as itself."""
+    if text is None:
+        return "—"
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if char == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(char) in _HIDDEN_CATEGORIES:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                       else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def markdown(text: object) -> str:
+    """Visible text with Markdown's inline syntax (and table pipes, and HTML) escaped."""
+    out = []
+    for char in visible(text):
+        if char == "&":
+            out.append("&amp;")
+        elif char in _MARKDOWN_SPECIAL:
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def html_text(text: object) -> str:
+    """Visible text escaped for an HTML text node."""
+    return html.escape(visible(text), quote=False)
+
+
+def html_attribute(text: object) -> str:
+    """Visible text escaped for a quoted HTML attribute value."""
+    return html.escape(visible(text), quote=True)
+
+
+def hex_or_dash(value: int | None, width: int = 0) -> str:
+    return "—" if value is None else f"{value:#0{width + 2 if width else 0}x}"
