@@ -1,0 +1,270 @@
+"""Findings: what the analysis means, in sentences an analyst can paste into a case note.
+
+Pure: the input is what :mod:`.derive` and :mod:`.pages` produced for one dump, the output a list
+of :class:`Finding` (kind, severity, pid, message). The kinds are those of DESIGN §5 plus two that
+say how far the report can be trusted:
+
+=============================  ========  ====================================================
+kind                           severity  when
+=============================  ========  ====================================================
+masquerade                     high      a trustlet's image name on a process that is not secure
+unlinked-process               medium    found by pool scanning, absent from the active list
+trustlet-pages-readable        medium    a secure process has user pages with content in the
+                                         dump, which a VTL0 acquisition cannot produce
+enclave-host                   info/low  a process holds a secure (enclave) handle without being
+                                         secure; low when it is not a known enclave host
+vbs-active                     info      a Secure System process exists (or a secure process)
+credential-guard               info      LsaIso.exe runs as a trustlet
+trustlet                       info      one per secure process other than Secure System
+trustlet-pages-inaccessible    info      a secure process's mapped user pages are all absent or
+                                         zero-filled: VTL1 protection, by design
+secure-state-unknown           low       the secure state of a process could not be read
+partial-analysis               low       fields or page tables of a process could not be read
+=============================  ========  ====================================================
+
+Severity levels, lowest first:
+
+- ``info`` — a fact about the machine's security posture; nothing wrong.
+- ``low`` — a limit on what the report can claim, or something unusual but benign-looking.
+- ``medium`` — unexpected; needs an explanation before the dump is relied on.
+- ``high`` — a likely sign of compromise or tampering; investigate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+from .derive import (
+    ENCLAVE_HOST,
+    MASQUERADE,
+    SECURE,
+    TRUSTLET_IDENTITIES,
+    DerivedProcess,
+    ProcessPages,
+    is_known_trustlet_image,
+)
+
+INFO, LOW, MEDIUM, HIGH = "info", "low", "medium", "high"
+SEVERITIES = (INFO, LOW, MEDIUM, HIGH)  # ascending
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+VBS_ACTIVE = "vbs-active"
+CREDENTIAL_GUARD = "credential-guard"
+TRUSTLET = "trustlet"
+TRUSTLET_PAGES_INACCESSIBLE = "trustlet-pages-inaccessible"
+TRUSTLET_PAGES_READABLE = "trustlet-pages-readable"
+MASQUERADE_KIND = "masquerade"
+ENCLAVE_HOST_KIND = "enclave-host"
+UNLINKED_PROCESS = "unlinked-process"
+SECURE_STATE_UNKNOWN = "secure-state-unknown"
+PARTIAL_ANALYSIS = "partial-analysis"
+
+KINDS = (VBS_ACTIVE, CREDENTIAL_GUARD, TRUSTLET, TRUSTLET_PAGES_INACCESSIBLE,
+         TRUSTLET_PAGES_READABLE, MASQUERADE_KIND, ENCLAVE_HOST_KIND, UNLINKED_PROCESS,
+         SECURE_STATE_UNKNOWN, PARTIAL_ANALYSIS)
+_KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
+
+SECURE_SYSTEM = "Secure System"
+# Enclave hosts Windows ships: System Guard Runtime Monitor Broker runs its monitor in a VBS
+# enclave. Another process holding an enclave is possible (third-party enclaves) but unusual.
+KNOWN_ENCLAVE_HOSTS = ("SgrmBroker.exe",)
+_ENCLAVE_HOST_KEYS = frozenset(name.lower() for name in KNOWN_ENCLAVE_HOSTS)
+
+# How each dump format loses a page the hypervisor refused to VTL0 (DESIGN §1, §6).
+FORMAT_ABSENT = {
+    "crash-bitmap": "left out of the bitmap crash dump",
+    "crash-full": "missing from the crash dump",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    severity: str
+    pid: int | None
+    message: str
+    name: str | None = None
+    offset: int | None = None  # the EPROCESS's virtual address, to tell processes apart
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "severity": self.severity, "pid": self.pid,
+                "name": self.name, "offset": self.offset, "message": self.message}
+
+
+def describe(process: DerivedProcess) -> str:
+    """``LsaIso.exe (PID 712)`` with unreadable parts spelled out; the name is as the dump has it
+    (renderers escape it)."""
+    name = process.name if process.name is not None else "<unreadable name>"
+    pid = process.pid if process.pid is not None else "unreadable"
+    return f"{name} (PID {pid})"
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
+def _is_secure_system(process: DerivedProcess) -> bool:
+    return (process.name or "").lower() == SECURE_SYSTEM.lower()
+
+
+def _is_trustlet(process: DerivedProcess) -> bool:
+    """A secure process other than the Secure Kernel's own Secure System process."""
+    return process.verdict == SECURE and not _is_secure_system(process)
+
+
+def _trustlet_label(process: DerivedProcess) -> str:
+    if process.trustlet_id is None:
+        return ""
+    known = TRUSTLET_IDENTITIES.get(process.trustlet_id)
+    return f", trustlet identity {process.trustlet_id}" + (f" ({known})" if known else "")
+
+
+def vbs_findings(processes: Sequence[DerivedProcess]) -> list[Finding]:
+    systems = [p for p in processes if _is_secure_system(p) and p.linked]
+    if systems:
+        process = systems[0]
+        return [Finding(VBS_ACTIVE, INFO, process.pid,
+                        f"{describe(process)} exists: Virtualization-Based Security was running "
+                        "when the dump was taken. The Secure Kernel and trustlets run in Virtual "
+                        "Trust Level 1, whose memory a dump taken inside Windows (VTL0) cannot "
+                        "show.", process.name, process.offset)]
+    trustlets = [p for p in processes if p.verdict == SECURE]
+    if trustlets:
+        process = trustlets[0]
+        return [Finding(VBS_ACTIVE, INFO, process.pid,
+                        f"No Secure System process was listed, but {describe(process)} is a "
+                        "secure process, which only runs under Virtualization-Based Security: "
+                        "VBS was running when the dump was taken.", process.name, process.offset)]
+    return []
+
+
+def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProcess]
+                     ) -> list[Finding]:
+    """Findings about one process on its own (not its pages)."""
+    found: list[Finding] = []
+    who = describe(process)
+
+    def add(kind: str, severity: str, message: str) -> None:
+        found.append(Finding(kind, severity, process.pid, message, process.name, process.offset))
+
+    if process.verdict == MASQUERADE:
+        real = genuine.get((process.name or "").lower())
+        also = (f" The genuine {real.name} in this dump is PID {real.pid}." if real is not None
+                else "")
+        add(MASQUERADE_KIND, HIGH,
+            f"{who} carries the image name of a Windows trustlet but is not a secure process "
+            "(SecureState bit 0 is clear): the real one runs in VTL1 as a trustlet. A normal "
+            f"process borrowing the name is a likely sign of masquerading; examine its image "
+            f"path, parent (PPID {process.ppid}) and threads.{also}")
+    elif _is_trustlet(process):
+        add(TRUSTLET, INFO,
+            f"{who} is a secure (IUM) process: a trustlet running in Virtual Trust Level 1"
+            f"{_trustlet_label(process)}. Its user memory is protected by the hypervisor and "
+            "cannot be read by VTL0, nor attached to or debugged; its kernel-side EPROCESS is in "
+            "the dump.")
+        if (process.name or "").lower() == "lsaiso.exe":
+            add(CREDENTIAL_GUARD, INFO,
+                f"{who} runs as a trustlet, so Credential Guard is active: the LSA secrets it "
+                "isolates (NTLM hashes, Kerberos keys) live in VTL1 and cannot be recovered from "
+                "this dump; lsass.exe holds only encrypted blobs.")
+    elif process.verdict == ENCLAVE_HOST:
+        handle = process.secure.secure_handle
+        if (process.name or "").lower() in _ENCLAVE_HOST_KEYS:
+            add(ENCLAVE_HOST_KIND, INFO,
+                f"{who} hosts a VBS enclave (secure handle {handle:#x}) but is not itself a "
+                "secure process. This is expected for the System Guard Runtime Monitor Broker; "
+                "the enclave's memory is VTL1-protected and absent from this dump.")
+        else:
+            add(ENCLAVE_HOST_KIND, LOW,
+                f"{who} holds a secure (enclave) handle {handle:#x} without being a secure "
+                "process: it hosts a VBS enclave. Windows' own enclave host is SgrmBroker.exe; "
+                "identify the software that created this enclave. Its enclave memory is absent "
+                "from this dump.")
+    elif process.verdict is None:
+        reason = process.secure.reason.value if process.secure.reason else "unknown"
+        add(SECURE_STATE_UNKNOWN, LOW,
+            f"The secure state of {who} could not be determined ({reason}: "
+            f"{process.secure.source or 'no secure-state field in this build'}); the report "
+            "cannot say whether it is a trustlet.")
+
+    if not process.linked:
+        kind_of = {SECURE: "secure process", MASQUERADE: "process with a trustlet's name"}.get(
+            process.verdict or "", "process")
+        add(UNLINKED_PROCESS, MEDIUM,
+            f"{who}, a {kind_of}, was found by pool scanning but is not in the active process "
+            "list: either it has exited and its EPROCESS was not yet reused, or it was unlinked "
+            "to hide it (DKOM). Check its exit time, threads and handles.")
+    if process.partial:
+        add(PARTIAL_ANALYSIS, LOW,
+            f"Some fields of {who} could not be read from the dump "
+            f"({', '.join(sorted(process.fields.unreadable))}); they are reported as unknown.")
+    return found
+
+
+def page_findings(process: DerivedProcess, pages: ProcessPages, dump_format: str | None
+                  ) -> list[Finding]:
+    """Findings about the user pages of one secure process."""
+    found: list[Finding] = []
+    who = describe(process)
+
+    def add(kind: str, severity: str, message: str) -> None:
+        found.append(Finding(kind, severity, process.pid, message, process.name, process.offset))
+
+    mapped, absent, zero, readable = pages.mapped, pages.absent, pages.zero_filled, pages.readable
+    partial = ""
+    if pages.partial:
+        problems = list(pages.problems) or [p for r in pages.regions for p in r.problems]
+        partial = (f" The page walk was partial ({'; '.join(dict.fromkeys(problems))}); "
+                   "the counts cover what could be seen.")
+    if mapped and readable == 0:
+        how = []
+        if absent:
+            how.append(f"{absent} {FORMAT_ABSENT.get(dump_format or '', 'absent from the file')}")
+        if zero:
+            how.append(f"{zero} written as zeros by the acquisition, as tools do for a read the "
+                       "hypervisor refuses")
+        add(TRUSTLET_PAGES_INACCESSIBLE, INFO,
+            f"{who}: its {_plural(mapped, 'mapped user page')} "
+            f"{'is' if mapped == 1 else 'are'} VTL1-protected and absent from this dump by "
+            f"design ({'; '.join(how)}) — not memory smear, not tampering, not a broken "
+            f"acquisition.{partial}")
+    elif readable:
+        add(TRUSTLET_PAGES_READABLE, MEDIUM,
+            f"{who}: {readable} of its {_plural(mapped, 'mapped user page')} have content in "
+            "this dump. A dump taken inside Windows (VTL0) cannot read a trustlet's pages, so "
+            "this is expected only if the dump was acquired from the host (a hypervisor-side "
+            "capture or VM snapshot); otherwise VTL1 protection was not in force or the content "
+            f"was written into the dump afterwards. Establish how the dump was acquired.{partial}")
+    elif pages.partial:
+        add(PARTIAL_ANALYSIS, LOW,
+            f"The user pages of {who} could not be accounted for.{partial}")
+    return found
+
+
+def sort_key(finding: Finding) -> tuple:
+    return (-SEVERITY_RANK[finding.severity], _KIND_ORDER.get(finding.kind, len(KINDS)),
+            finding.pid if finding.pid is not None else -1, finding.offset or 0)
+
+
+def analyze(processes: Sequence[DerivedProcess],
+            pages: Mapping[int, ProcessPages] | Iterable[tuple[int, ProcessPages]] = (),
+            dump_format: str | None = None) -> list[Finding]:
+    """Every finding for one dump, most severe first. ``pages`` maps a process's EPROCESS offset
+    to its page accounting (the secure processes whose pages were walked)."""
+    pages = dict(pages)
+    genuine = {(p.name or "").lower(): p for p in processes
+               if p.verdict == SECURE and is_known_trustlet_image(p.name)}
+    found = vbs_findings(processes)
+    for process in processes:
+        found += process_findings(process, genuine)
+        if process.offset in pages:
+            found += page_findings(process, pages[process.offset], dump_format)
+    return sorted(found, key=sort_key)
+
+
+def count_by_severity(findings: Iterable[Finding]) -> dict[str, int]:
+    counts = {severity: 0 for severity in reversed(SEVERITIES)}
+    for finding in findings:
+        counts[finding.severity] += 1
+    return counts
