@@ -1,0 +1,601 @@
+"""One dump, one Volatility context, every check: the engine behind ``iumdump analyze``.
+
+The steps, in order, each its own progress bar (none with ``quiet``, none when stderr is not a
+terminal):
+
+1. :func:`inspect_dump` checks the file before Volatility sees it — it exists, is a regular file,
+   is not empty, and a file that claims to be a crash dump (``PAGEDU64`` / ``PAGEDUMP``) has a
+   known dump type and every page its header promises. A file with no known signature is read as
+   raw memory. Each problem is one :class:`iumdump.errors.Error` naming the file.
+2. :class:`Hasher` computes the sha256 of the evidence in a background thread, in 4 MiB reads, so
+   hashing overlaps Volatility's work instead of adding a second full pass to the wall time.
+3. :func:`open_kernel` builds ONE Volatility context and runs automagic ONCE for a Windows kernel
+   module (as ``vol`` does for ``windows.psscan``): layers stacked, kernel found by its PDB GUID,
+   symbol table loaded from ``-s`` directories, Volatility's own paths, or Volatility's download
+   (never with ``offline``). Volatility's failures become one-line errors.
+4. :func:`collect` lists every process once — the active list and one pool scan, through
+   :mod:`.reader` — derives each with :mod:`.derive`, and walks the user pages of each secure
+   process with :mod:`.pages`.
+
+Volatility's own logging is captured for the report instead of being printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import stat
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from tqdm import tqdm
+
+from ..errors import DumpFormatError, Error, InvalidInputError, SymbolError, TruncatedDumpError
+from ..structs import crashdump
+
+PAGE_SIZE = 0x1000
+HASH_CHUNK = 4 << 20  # 4 MiB: big enough that hashlib releases the GIL, small enough to stream
+MIN_DUMP_SIZE = PAGE_SIZE
+
+# Crash dump signatures (Volatility framework/layers/crash.py): "PAGE" then "DU64" (x64) or
+# "DUMP" (x86).
+CRASH_SIGNATURE = b"PAGE"
+CRASH_VALID_X64 = b"DU64"
+CRASH_VALID_X86 = b"DUMP"
+CRASH32_HEADER_SIZE = 0x1000
+# x86 _DUMP_HEADER (Volatility symbols/windows/crash.json): the run list and the dump type.
+CRASH32_RUNS_OFFSET = 0x64        # PhysicalMemoryBlockBuffer: NumberOfRuns, NumberOfPages, Run[]
+CRASH32_MAX_RUNS = (0xF88 - 0x64 - 8) // 8
+CRASH32_DUMP_TYPE_OFFSET = 0xF88
+SUPPORTED_DUMP_TYPES = {crashdump.DUMP_TYPE_FULL: "full", crashdump.DUMP_TYPE_BITMAP: "bitmap"}
+
+# Other containers Volatility stacks itself; recognised only to name the format in the report.
+OTHER_SIGNATURES = ((b"EMiL", "lime"), (b"\x7fELF", "elf"), (b"KDMV", "vmware-vmss"),
+                    (b"\xd2\xbe\xd2\xbe", "vmware-vmss"), (b"\xd0\xbe\xd2\xbe", "vmware-vmss"))
+USER_MINIDUMP = b"MDMP"
+
+KERNEL_PDB_NAMES = ("ntkrnlmp.pdb", "ntoskrnl.pdb", "ntkrnlpa.pdb", "ntkrpamp.pdb")
+
+ProgressCallback = Callable[[float, str], None] | None
+
+log = logging.getLogger(__name__)
+
+
+# -- 1. the file ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DumpFile:
+    """The evidence file as found before analysis. ``format`` is ``crash-full``,
+    ``crash-bitmap``, ``crash32-full``, ``crash32-bitmap``, a container Volatility reads (``lime``,
+    ``elf``, ``vmware-vmss``) or ``raw``."""
+
+    path: Path             # absolute
+    given: str             # as the user wrote it, for messages
+    size: int
+    format: str
+    mtime_ns: int
+    device: int
+    inode: int
+    expected_size: int | None = None  # what a crash dump's header says the file must hold
+    build: int | None = None          # a crash dump header's MinorVersion (the build number)
+
+    def changed(self) -> str | None:
+        """Why the file on disk is no longer the file that was analysed, or None."""
+        try:
+            now = os.stat(self.path)
+        except OSError as exc:
+            return f"cannot be examined any more: {exc.strerror or exc}"
+        if (now.st_size, now.st_mtime_ns, now.st_ino, now.st_dev) != \
+                (self.size, self.mtime_ns, self.inode, self.device):
+            return "was modified or replaced while it was being analysed"
+        return None
+
+
+def inspect_dump(path: str | os.PathLike) -> DumpFile:
+    """Validate the dump at ``path`` without trusting anything in it; raise a one-line
+    :class:`Error` naming the file for each way it cannot be a memory dump."""
+    given = os.fspath(path)
+    absolute = Path(os.path.abspath(given))
+    try:
+        info = os.stat(absolute)
+    except FileNotFoundError:
+        raise InvalidInputError("no such file", path=given) from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot examine: {exc.strerror or exc}", path=given) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InvalidInputError("is a directory, not a memory dump", path=given)
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInputError("is not a regular file", path=given)
+    try:
+        # Read-only, and only the header: the evidence is never opened for writing.
+        with open(absolute, "rb", buffering=0) as handle:
+            head = handle.read(crashdump.DUMP_HEADER64_SIZE)
+            size = os.fstat(handle.fileno()).st_size
+            kind, expected, build = _classify(handle, head, size, given)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read: {exc.strerror or exc}", path=given) from None
+    return DumpFile(absolute, given, size, kind, info.st_mtime_ns, info.st_dev, info.st_ino,
+                    expected, build)
+
+
+def _classify(handle, head: bytes, size: int, given: str) -> tuple[str, int | None, int | None]:
+    if size == 0:
+        raise DumpFormatError("is empty (0 bytes), not a memory dump", path=given)
+    signature, valid = head[:4], head[4:8]
+    if signature == CRASH_SIGNATURE or valid in (CRASH_VALID_X64, CRASH_VALID_X86):
+        if signature != CRASH_SIGNATURE or valid not in (CRASH_VALID_X64, CRASH_VALID_X86):
+            raise DumpFormatError(
+                f"wrong crash dump signature {head[:8]!r}: a Windows crash dump starts with "
+                "b'PAGEDU64' (x64) or b'PAGEDUMP' (x86)", path=given)
+        if valid == CRASH_VALID_X64:
+            return _check_crash64(handle, head, size, given)
+        return _check_crash32(handle, head, size, given)
+    if signature == USER_MINIDUMP:
+        raise DumpFormatError("is a user-mode minidump (MDMP) of one process, not a memory dump "
+                              "of the machine", path=given)
+    if size < MIN_DUMP_SIZE:
+        raise DumpFormatError(f"is {size} bytes, too small to be a memory dump", path=given)
+    for magic, name in OTHER_SIGNATURES:
+        if head.startswith(magic):
+            return name, None, None
+    return "raw", None, None
+
+
+def _truncated(given: str, what: str, expected: int, size: int) -> TruncatedDumpError:
+    missing = expected - size
+    return TruncatedDumpError(
+        f"truncated crash dump: {what} needs {expected:,} bytes but the file has {size:,} "
+        f"({missing:,} bytes, {-(-missing // PAGE_SIZE):,} pages, missing)",
+        path=given, offset=size, expected=expected, actual=size)
+
+
+def _dump_type(dump_type: int, given: str) -> str:
+    if dump_type not in SUPPORTED_DUMP_TYPES:
+        raise DumpFormatError(
+            f"crash dump type {dump_type} is not a memory dump Volatility reads (1 complete, "
+            "5 bitmap); kernel and small dumps leave out most of memory", path=given)
+    return SUPPORTED_DUMP_TYPES[dump_type]
+
+
+def _check_crash64(handle, head: bytes, size: int, given: str
+                   ) -> tuple[str, int | None, int | None]:
+    if len(head) < crashdump.DUMP_HEADER64_SIZE:
+        raise _truncated(given, "the x64 crash dump header", crashdump.DUMP_HEADER64_SIZE, size)
+    try:
+        header = crashdump.parse_dump_header(head)
+    except Error as exc:
+        raise DumpFormatError(f"unreadable crash dump header: {exc.message}", path=given) from None
+    kind = _dump_type(header.DumpType, given)
+    if kind == "full":
+        if not header.Runs:
+            raise DumpFormatError("crash dump header lists no physical memory runs", path=given)
+        expected = crashdump.DUMP_HEADER64_SIZE + sum(r.PageCount for r in header.Runs) * PAGE_SIZE
+        what = "its header's physical memory runs"
+    else:
+        expected = _bitmap_dump_size(handle, crashdump.SUMMARY_DUMP_OFFSET, size, given)
+        what = "its page bitmap"
+    if size < expected:
+        raise _truncated(given, what, expected, size)
+    return f"crash-{kind}", expected, header.MinorVersion or None
+
+
+def _check_crash32(handle, head: bytes, size: int, given: str
+                   ) -> tuple[str, int | None, int | None]:
+    if size < CRASH32_HEADER_SIZE:
+        raise _truncated(given, "the x86 crash dump header", CRASH32_HEADER_SIZE, size)
+    kind = _dump_type(struct.unpack_from("<I", head, CRASH32_DUMP_TYPE_OFFSET)[0], given)
+    build = struct.unpack_from("<I", head, 0xC)[0] or None  # MinorVersion
+    if kind == "full":
+        runs = min(struct.unpack_from("<I", head, CRASH32_RUNS_OFFSET)[0], CRASH32_MAX_RUNS)
+        pages = sum(struct.unpack_from("<I", head, CRASH32_RUNS_OFFSET + 8 + 8 * i + 4)[0]
+                    for i in range(runs))
+        if not runs:
+            raise DumpFormatError("crash dump header lists no physical memory runs", path=given)
+        expected = CRASH32_HEADER_SIZE + pages * PAGE_SIZE
+        what = "its header's physical memory runs"
+    else:
+        expected = _bitmap_dump_size(handle, CRASH32_HEADER_SIZE, size, given)
+        what = "its page bitmap"
+    if size < expected:
+        raise _truncated(given, what, expected, size)
+    return f"crash32-{kind}", expected, build
+
+
+def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> int:
+    """HeaderSize + one page per set bit of the _SUMMARY_DUMP bitmap (which is what Volatility
+    maps; the header's Pages count is not trusted)."""
+    fixed_end = offset + crashdump.SUMMARY_DUMP_FIXED_SIZE
+    if size < fixed_end:
+        raise _truncated(given, "the bitmap dump's summary header", fixed_end, size)
+    handle.seek(offset)
+    fixed = handle.read(crashdump.SUMMARY_DUMP_FIXED_SIZE)
+    header_size, _pages, bitmap_size = struct.unpack_from("<QQQ", fixed, 0x20)
+    bitmap_end = fixed_end + crashdump.bitmap_bytes(bitmap_size)
+    if size < bitmap_end:
+        raise _truncated(given, f"the page bitmap of {bitmap_size:,} frames", bitmap_end, size)
+    if header_size < bitmap_end:
+        raise DumpFormatError(f"bitmap dump's HeaderSize {header_size:#x} lies inside its own "
+                              f"bitmap (which ends at {bitmap_end:#x})", path=given)
+    present = 0
+    remaining = crashdump.bitmap_bytes(bitmap_size)
+    while remaining:
+        chunk = handle.read(min(remaining, HASH_CHUNK))
+        present += int.from_bytes(chunk, "little").bit_count()
+        remaining -= len(chunk)
+    if not present:
+        raise DumpFormatError("bitmap dump's bitmap marks no page as present", path=given)
+    return header_size + present * PAGE_SIZE
+
+
+# -- 2. the hash ---------------------------------------------------------------------------------
+
+class Hasher:
+    """sha256 of a file, computed in a background thread while the analysis runs.
+
+    hashlib and file reads release the GIL on multi-megabyte buffers, so on a machine with a
+    second core the hash costs no wall time. :meth:`result` waits for it, showing a progress bar
+    for whatever is left."""
+
+    def __init__(self, dump: DumpFile) -> None:
+        self.dump = dump
+        self.done = 0
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="iumdump-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with open(self.dump.path, "rb", buffering=0) as handle:
+                buffer = bytearray(HASH_CHUNK)
+                view = memoryview(buffer)
+                while not self._stop.is_set():
+                    count = handle.readinto(buffer)
+                    if not count:
+                        break
+                    digest.update(view[:count])
+                    self.done += count
+            self._digest = digest.hexdigest()
+        except BaseException as exc:  # reported by result() in the main thread
+            self._error = exc
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def result(self, quiet: bool = False) -> str:
+        with phase_bar("Hashing dump (sha256)", quiet, total=self.dump.size, unit="B",
+                       unit_scale=True, unit_divisor=1024) as bar:
+            while self._thread.is_alive():
+                self._thread.join(0.1)
+                bar.update(self.done - bar.n)
+            bar.update(self.done - bar.n)
+        if self._error is not None:
+            if isinstance(self._error, OSError):
+                raise InvalidInputError(f"cannot read: {self._error.strerror or self._error}",
+                                        path=self.dump.given)
+            raise self._error
+        if self._digest is None:
+            raise InvalidInputError("hashing was cancelled", path=self.dump.given)
+        if self.done != self.dump.size:
+            raise InvalidInputError(f"changed size while being hashed ({self.dump.size:,} bytes "
+                                    f"before, {self.done:,} read)", path=self.dump.given)
+        return self._digest
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def phase_bar(description: str, quiet: bool, **options) -> Iterator[tqdm]:
+    """One tqdm bar for one phase. ``disable=None`` turns bars off when stderr is not a
+    terminal, so a redirected run or a failing one prints nothing but its result or one error
+    line; ``leave=False`` clears the bar when the phase ends."""
+    bar = tqdm(desc=description, disable=True if quiet else None, leave=False,
+               dynamic_ncols=True, **options)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def percent_callback(bar: tqdm, prefix: str) -> Callable[[float, str], None]:
+    """A Volatility progress callback (percent, description) that drives a 0–100 bar."""
+    state = {"description": None}
+
+    def callback(percent: float, description: str = "") -> None:
+        if bar.disable:
+            return
+        if description != state["description"]:
+            state["description"] = description
+            bar.set_description_str(f"{prefix}: {description}" if description else prefix,
+                                    refresh=False)
+        bar.n = max(0.0, min(100.0, round(float(percent), 1)))
+        bar.refresh() if bar.n in (0.0, 100.0) else bar.update(0)
+
+    return callback
+
+
+# -- 3. Volatility -------------------------------------------------------------------------------
+
+class _CapturedLogs(logging.Handler):
+    """Keeps Volatility's warnings for the report instead of letting them reach stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage().strip()
+        except Exception:  # a malformed log call must not stop the analysis
+            message = str(record.msg)
+        if message and message not in self.messages:
+            self.messages.append(message)
+
+
+@contextlib.contextmanager
+def volatility_settings(symbol_dirs: Sequence[str], offline: bool) -> Iterator[_CapturedLogs]:
+    """Set Volatility's process-wide settings for one analysis and restore them afterwards:
+    symbol search path (``-s`` directories first, then Volatility's defaults, as ``vol -s``),
+    offline mode (``vol --offline``), and logging captured rather than printed."""
+    import volatility3.symbols
+    from volatility3.framework import constants
+
+    saved_path = list(volatility3.symbols.__path__)
+    saved_offline = constants.OFFLINE
+    captured = _CapturedLogs()
+    loggers = [logging.getLogger(name) for name in ("volatility3", "iumdump.analysis",
+                                                    "vol_plugins")]
+    saved_loggers = [(lg.propagate, lg.level) for lg in loggers]
+    volatility3.symbols.__path__ = ([os.path.abspath(d) for d in symbol_dirs]
+                                    + list(constants.SYMBOL_BASEPATHS))
+    constants.OFFLINE = bool(offline) or saved_offline
+    for logger in loggers:
+        logger.addHandler(captured)
+        logger.propagate = False
+        if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    try:
+        yield captured
+    finally:
+        volatility3.symbols.__path__ = saved_path
+        constants.OFFLINE = saved_offline
+        for logger, (propagate, level) in zip(loggers, saved_loggers):
+            logger.removeHandler(captured)
+            logger.propagate = propagate
+            logger.setLevel(level)
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """The Windows kernel Volatility found."""
+
+    build: int | None
+    build_source: str | None
+    pdb_name: str | None
+    pdb_guid: str | None
+    pdb_age: int | None
+    symbols: str | None          # the symbol table's location (isf_url)
+    base: int | None             # kernel virtual base
+    dtb: int | None              # the kernel's page map (CR3)
+    architecture: str | None     # Intel64 / Intel32
+    layers: tuple[str, ...] = () # Volatility's layer stack, kernel layer first
+
+    def as_dict(self) -> dict:
+        return {"build": self.build, "build_source": self.build_source,
+                "pdb_name": self.pdb_name, "pdb_guid": self.pdb_guid, "pdb_age": self.pdb_age,
+                "symbols": self.symbols, "base": self.base, "dtb": self.dtb,
+                "architecture": self.architecture, "layers": list(self.layers)}
+
+
+@dataclass
+class KernelSession:
+    """One Volatility context with the kernel found; every check runs against it."""
+
+    context: object
+    kernel_module_name: str
+    kernel: KernelInfo
+    dump: DumpFile
+
+
+# The configurable whose requirements automagic satisfies: windows.psscan's (the kernel module as
+# every Windows plugin requires it). Using a windows plugin also makes automagic choose only the
+# Windows stackers and automagics, exactly as `vol windows.psscan` does.
+_BASE_CONFIG_PATH = "plugins"
+
+
+def open_kernel(dump: DumpFile, *, offline: bool, progress_callback: ProgressCallback = None
+                ) -> KernelSession:
+    """Stack layers over ``dump`` and find its Windows kernel in one automagic pass. Must run
+    inside :func:`volatility_settings`. Raises one-line errors for what Volatility cannot do."""
+    from volatility3.framework import automagic, contexts, interfaces
+    from volatility3.framework.automagic import stacker
+    from volatility3.framework.configuration import requirements
+    from volatility3.plugins.windows import psscan
+
+    configurable = psscan.PsScan
+    context = contexts.Context()
+    context.config["automagic.LayerStacker.single_location"] = \
+        requirements.URIRequirement.location_from_file(str(dump.path))
+    automagics = automagic.choose_automagic(automagic.available(context), configurable)
+    context.config["automagic.LayerStacker.stackers"] = stacker.choose_os_stackers(configurable)
+    errors = automagic.run(automagics, context, configurable, _BASE_CONFIG_PATH,
+                           progress_callback=progress_callback)
+    config_path = interfaces.configuration.path_join(_BASE_CONFIG_PATH, configurable.__name__)
+    kernel_path = interfaces.configuration.path_join(config_path, "kernel")
+    if configurable.unsatisfied(context, config_path):
+        raise _explain_unsatisfied(context, kernel_path, dump, offline, errors)
+    kernel_module_name = context.config[kernel_path]
+    return KernelSession(context, kernel_module_name, kernel_info(context, kernel_module_name,
+                                                                  dump), dump)
+
+
+def _explain_unsatisfied(context, kernel_path: str, dump: DumpFile, offline: bool,
+                         errors) -> Error:
+    """Turn automagic's silence into the one line an analyst can act on."""
+    from volatility3.framework import interfaces
+    from volatility3.framework.layers import intel
+
+    join = interfaces.configuration.path_join
+    layer_name = context.config.get(join(kernel_path, "layer_name"), None)
+    layer = context.layers[layer_name] if layer_name in context.layers else None
+    if not isinstance(layer, intel.Intel):
+        for excp in errors:  # a layer that recognised its format but could not read it
+            text = "".join(excp.format_exception_only()).strip()
+            if "CrashDump" in text or "Lime" in text or "Vmware" in text:
+                return DumpFormatError(f"Volatility cannot read this dump: {text.splitlines()[-1]}",
+                                       path=dump.given)
+        return DumpFormatError(
+            "no Windows kernel found: Volatility found no x64 or x86 page tables in it "
+            f"(read as {dump.format}); is this a memory dump of a Windows machine?",
+            path=dump.given)
+    kvo = layer.config.get("kernel_virtual_offset", None)
+    found = _kernel_pdb(context, layer, kvo) if kvo is not None else None
+    if found is None:
+        return DumpFormatError(
+            "no Windows kernel found: page tables were found but no ntoskrnl image with a "
+            "debug (PDB) record", path=dump.given)
+    guid_age = f"{found['GUID'].upper()}-{found['age']}"
+    pdb = found["pdb_name"]
+    where = f"windows/{pdb}/{guid_age}.json.xz"
+    if offline:
+        return SymbolError(f"no symbol table for kernel {guid_age}; pass -s DIR holding {where}, "
+                           "or run without --offline to let Volatility download it",
+                           path=dump.given)
+    return SymbolError(f"no symbol table for kernel {guid_age} and Volatility could not download "
+                       f"it; pass -s DIR holding {where}", path=dump.given)
+
+
+def _kernel_pdb(context, layer, kvo: int) -> dict | None:
+    """Re-read the kernel's RSDS record at the base automagic settled on (the PDB scanner does
+    not keep the GUID when the symbol table is missing): a few pages, not a scan."""
+    from volatility3.framework.automagic import pdbscan
+    from volatility3.framework.symbols.windows import pdbutil
+
+    try:
+        for found in pdbutil.PDBUtility.pdbname_scan(
+                context, layer.name, layer.page_size,
+                [name.encode() for name in KERNEL_PDB_NAMES],
+                start=kvo, end=kvo + pdbscan.KernelPDBScanner.max_pdb_size):
+            if isinstance(found.get("GUID"), str):
+                return found
+    except Exception as exc:  # any failure here just means "no GUID to report"
+        log.debug(f"kernel PDB record unreadable: {exc}")
+    return None
+
+
+def kernel_info(context, kernel_module_name: str, dump: DumpFile) -> KernelInfo:
+    """Describe the kernel: build, PDB identity, symbol table, base, DTB and layer stack."""
+    from volatility3.framework import exceptions
+    from volatility3.framework.layers import intel
+
+    kernel = context.modules[kernel_module_name]
+    table = context.symbol_space[kernel.symbol_table_name]
+    metadata = table.metadata
+    pdb_guid = getattr(metadata, "pdb_guid", None)
+    pdb_age = getattr(metadata, "pdb_age", None)
+    layer = context.layers[kernel.layer_name]
+    stack: list[str] = []
+    current = layer
+    while current is not None:
+        stack.append(type(current).__name__)
+        below = current.config.get("memory_layer", None) or current.config.get("base_layer", None)
+        current = context.layers[below] if below in context.layers else None
+
+    build, source = None, None
+    try:
+        version = kernel.object(object_type="_DBGKD_GET_VERSION64",
+                                offset=kernel.get_symbol("KdVersionBlock").address)
+        if int(version.MajorVersion) in (0xF, 0xC) and int(version.MinorVersion):
+            build, source = int(version.MinorVersion), "KdVersionBlock.MinorVersion"
+    except (exceptions.VolatilityException, AttributeError, KeyError) as exc:
+        log.debug(f"KdVersionBlock unreadable: {exc}")
+    if build is None:
+        try:
+            number = int(kernel.object(object_type="unsigned long",
+                                       offset=kernel.get_symbol("NtBuildNumber").address))
+            if number & 0xFFFF:
+                build, source = number & 0xFFFF, "NtBuildNumber"
+        except (exceptions.VolatilityException, AttributeError, KeyError) as exc:
+            log.debug(f"NtBuildNumber unreadable: {exc}")
+    if build is None and dump.build:
+        build, source = dump.build, "crash dump header MinorVersion"
+    return KernelInfo(
+        build=build, build_source=source,
+        pdb_name=getattr(metadata, "_json_data", {}).get("pdb", {}).get("database"),
+        pdb_guid=pdb_guid.upper() if isinstance(pdb_guid, str) else None,
+        pdb_age=pdb_age,
+        symbols=table.config.get("isf_url", None),
+        base=layer.config.get("kernel_virtual_offset", None),
+        dtb=layer.config.get("page_map_offset", None),
+        architecture=("Intel64" if isinstance(layer, intel.Intel32e)
+                      else "Intel32" if isinstance(layer, intel.Intel) else None),
+        layers=tuple(stack),
+    )
+
+
+# -- 4. the checks -------------------------------------------------------------------------------
+
+@dataclass
+class Collected:
+    """What the checks found: every process once, the page accounting of the secure ones."""
+
+    processes: list = field(default_factory=list)       # DerivedProcess, list order then scan
+    pages: dict = field(default_factory=dict)           # EPROCESS offset → ProcessPages
+    notes: list[str] = field(default_factory=list)      # why the result is partial
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def collect(session: KernelSession, *, quiet: bool = False) -> Collected:
+    """List (active list + one pool scan), derive, and walk the secure processes' pages."""
+    from volatility3.framework import exceptions
+
+    from . import pages as page_accounting
+    from . import reader
+    from .derive import derive_process
+
+    context, kernel = session.context, session.kernel_module_name
+    result = Collected()
+    secure_objects = []
+    started = time.monotonic()
+    read = reader.ProcessReader(context, kernel)
+    with phase_bar("Processes (active list, then pool scan)", quiet, unit=" processes") as bar:
+        try:
+            for proc, linked in reader.iter_processes(context, kernel, scan=True):
+                process = derive_process(read(proc, linked=linked))
+                result.processes.append(process)
+                if process.secure.secure:
+                    secure_objects.append((proc, process))
+                bar.update(1)
+        except exceptions.VolatilityException as exc:
+            # Keep what was listed; the report says the list may be incomplete.
+            result.notes.append(f"process listing stopped early: {exc}")
+    result.timings["processes"] = time.monotonic() - started
+
+    started = time.monotonic()
+    with phase_bar("Trustlet pages", quiet, total=100.0, unit="%",
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}") as bar:
+        count = len(secure_objects)
+        for index, (proc, process) in enumerate(secure_objects):
+            def stage(percent, text, index=index, name=process.name):
+                if not bar.disable:
+                    bar.set_description_str(f"Trustlet pages: {name}", refresh=False)
+                    bar.n = round((index + percent / 100) * 100 / count, 1)
+                    bar.update(0)
+
+            try:
+                result.pages[process.offset] = page_accounting.process_pages(
+                    context, kernel, proc, pid=process.pid, name=process.name,
+                    progress_callback=stage)
+            except exceptions.VolatilityException as exc:
+                result.notes.append(f"pages of PID {process.pid} could not be walked: {exc}")
+    result.timings["pages"] = time.monotonic() - started
+    return result

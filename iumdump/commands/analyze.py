@@ -1,0 +1,209 @@
+"""``iumdump analyze``: every check on one dump in one pass, and a report fit for a case file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..errors import Error, InvalidInputError
+from ..report import FILE_NAMES, FORMATS, Report, build_report, render, report_paths
+from ..report.atomic import check_targets, prepare_directory, write_reports
+from ..report.text import visible
+
+DESCRIPTION = """\
+Analyse a Windows memory dump in one pass: find every process (active list and pool scan),
+decide which are secure (IUM) trustlets, enclave hosts or masquerading, decode their protection
+and PROCESS_EXTENDED_BASIC_INFORMATION flags, and account for every user page of each secure
+process that the dump cannot show (absent, zero-filled) or, unexpectedly, can. Writes
+OUTDIR/report.json (schema: iumdump/data/report.schema.json), report.md and a self-contained
+report.html.
+
+The dump is opened read-only and its sha256 recorded in the report; reports are written to a
+temporary file and renamed, and an existing report is never overwritten without --force.
+Volatility 3 reads the dump: raw memory, Windows crash dumps, LiME, and the other formats it
+stacks. The kernel's symbol table is looked up as Volatility does: the -s directories first, then
+Volatility's own symbol directories, then (unless --offline) Volatility downloads the PDB from
+Microsoft's symbol server and converts it.
+
+Exit status: 0 on success; 2 with one line on stderr for bad input (a missing, empty, truncated or
+unrecognised dump, no Windows kernel in it, missing symbols, an existing report)."""
+
+EPILOG = """\
+examples:
+  iumdump analyze memory.dmp -s symbols -o case-1234
+  iumdump analyze --offline --format json,md memory.raw -s /evidence/symbols
+  vol -p "$(iumdump plugins)" -f memory.dmp windows.secureprocs   (the same checks as plugins)"""
+
+
+def default_output(dump: str) -> Path:
+    """``./iumdump-<dump name without extension>``: next to where the analyst works, never
+    beside the evidence (which may be read-only, and should stay untouched)."""
+    stem = Path(dump).stem or "dump"
+    return Path(f"iumdump-{stem}")
+
+
+def parse_formats(value: str) -> tuple[str, ...]:
+    chosen: list[str] = []
+    for item in value.split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        if item not in FORMATS:
+            raise argparse.ArgumentTypeError(
+                f"unknown report format {item!r}; choose from {', '.join(FORMATS)}")
+        if item not in chosen:
+            chosen.append(item)
+    if not chosen:
+        raise argparse.ArgumentTypeError("no report format given")
+    return tuple(chosen)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "analyze", help="analyse a memory dump in one pass and write JSON/Markdown/HTML reports",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dump", metavar="DUMP", help="the memory dump (opened read-only)")
+    add_options(parser)
+    parser.set_defaults(handler=_run)
+
+
+def add_options(parser: argparse.ArgumentParser, *, output_help: str | None = None) -> None:
+    parser.add_argument("-s", "--symbols", metavar="SYMBOL_DIR", action="append", default=[],
+                        help="directory holding Volatility symbol tables (windows/<pdb>/<GUID>-"
+                             "<AGE>.json.xz), searched before Volatility's own; repeatable")
+    parser.add_argument("-o", "--output", metavar="OUTDIR", type=Path,
+                        help=output_help or "directory for the reports (created if missing; "
+                             "default: ./iumdump-<dump name>)")
+    parser.add_argument("--format", dest="formats", metavar="LIST", type=parse_formats,
+                        default=FORMATS,
+                        help="comma-separated report formats: json, md, html (default: all)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never let Volatility download symbols; fail with a message saying "
+                             "which symbol table to supply instead")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite reports that already exist in OUTDIR")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars and no summary; print only the report paths")
+
+
+def _check_output(dump: str, out_dir: Path, formats: tuple[str, ...], force: bool) -> dict:
+    """Refuse early — before a long analysis — what the final write would refuse."""
+    paths = report_paths(out_dir, formats)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInputError("exists and is not a directory", path=str(out_dir))
+    check_targets(list(paths.values()), force=force)
+    ancestor = out_dir.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InvalidInputError("cannot create reports here: not a writable directory",
+                                path=str(ancestor))
+    for path in paths.values():
+        if path.exists() and os.path.exists(dump) and os.path.samefile(path, dump):
+            raise InvalidInputError("a report would overwrite the dump itself", path=str(path))
+    return paths
+
+
+def analyze(dump: str, *, symbol_dirs: list[str] | tuple[str, ...] = (), offline: bool = False,
+            quiet: bool = False, formats: tuple[str, ...] = FORMATS) -> Report:
+    """Run every check on ``dump`` with one Volatility context and return the report."""
+    from ..analysis import findings as findings_module
+    from ..analysis import session as engine
+
+    started = time.time()
+    timings: dict[str, float] = {}
+    for directory in symbol_dirs:
+        if not os.path.isdir(directory):
+            raise InvalidInputError("symbol directory does not exist or is not a directory",
+                                    path=directory)
+    dump_file = engine.inspect_dump(dump)
+    hasher = engine.Hasher(dump_file)
+    try:
+        with engine.volatility_settings(symbol_dirs, offline) as logs:
+            phase = time.monotonic()
+            with engine.phase_bar("Finding the Windows kernel", quiet, total=100.0, unit="%",
+                                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}"
+                                  ) as bar:
+                session = engine.open_kernel(dump_file, offline=offline,
+                                             progress_callback=engine.percent_callback(
+                                                 bar, "Finding the Windows kernel"))
+            timings["kernel"] = time.monotonic() - phase
+            collected = engine.collect(session, quiet=quiet)
+            timings.update(collected.timings)
+            volatility_log = list(logs.messages)
+        phase = time.monotonic()
+        sha256 = hasher.result(quiet)
+        timings["sha256_wait"] = time.monotonic() - phase
+    except BaseException:
+        hasher.cancel()
+        raise
+    finished = time.time()
+    changed = dump_file.changed()
+    notes = list(collected.notes)
+    if changed:
+        notes.append(f"the dump {changed}; the sha256 may not match what was analysed")
+    found = findings_module.analyze(collected.processes, collected.pages, dump_file.format)
+    from ..report.model import iso_time
+
+    return build_report(
+        dump={"path": str(dump_file.path), "size": dump_file.size, "sha256": sha256,
+              "format": dump_file.format, "modified": iso_time(dump_file.mtime_ns / 1e9),
+              "expected_size": dump_file.expected_size, "unchanged": changed is None},
+        kernel=session.kernel.as_dict(), processes=collected.processes, pages=collected.pages,
+        findings=found, started=started, finished=finished,
+        options={"offline": bool(offline), "symbol_dirs": [os.path.abspath(d)
+                                                           for d in symbol_dirs],
+                 "formats": list(formats)},
+        notes=notes, volatility_log=volatility_log, timings=timings)
+
+
+def write(report: Report, paths: dict, *, force: bool) -> list[Path]:
+    out_dir = next(iter(paths.values())).parent
+    prepare_directory(out_dir)
+    return write_reports({path: render(report, fmt) for fmt, path in paths.items()}, force=force)
+
+
+def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=None) -> None:
+    """A few lines for the terminal; dump-controlled text is made visible (no escape sequences
+    reach the terminal)."""
+    stream = stream or sys.stdout
+    if not quiet:
+        dump, kernel, summary = report.dump, report.kernel, report.summary
+        print(f"dump     {visible(dump['path'])} ({dump['format']}, {dump['size']:,} bytes)",
+              file=stream)
+        print(f"sha256   {dump['sha256']}", file=stream)
+        print(f"kernel   build {kernel.get('build') or 'unknown'}, {kernel.get('pdb_name') or 'PDB'}"
+              f" {kernel.get('pdb_guid')}-{kernel.get('pdb_age')}", file=stream)
+        secure = ", ".join(f"{visible(p['name'])} ({p['pid']})"
+                           for p in summary["secure_processes"]) or "none"
+        print(f"found    {summary['processes']} processes ({summary['unlinked']} unlinked); "
+              f"secure: {secure}", file=stream)
+        counts = summary["findings"]
+        print("findings " + ", ".join(f"{n} {severity}" for severity, n in counts.items()),
+              file=stream)
+        for finding in report.findings:
+            print(f"  [{finding['severity']}] {finding['kind']}: {visible(finding['message'])}",
+                  file=stream)
+        if report.partial:
+            print("partial  part of the dump could not be read; see the report's notes",
+                  file=stream)
+        print("reports", file=stream)
+    for path in written:
+        print(f"  {path}" if not quiet else str(path), file=stream)
+
+
+def _run(args) -> int:
+    out_dir = args.output if args.output is not None else default_output(args.dump)
+    paths = _check_output(args.dump, out_dir, args.formats, args.force)
+    report = analyze(args.dump, symbol_dirs=args.symbols, offline=args.offline,
+                     quiet=args.quiet, formats=args.formats)
+    written = write(report, paths, force=args.force)
+    print_summary(report, written, quiet=args.quiet)
+    return 0
+
+
+__all__ = ["FILE_NAMES", "analyze", "default_output", "print_summary", "write"]
