@@ -165,9 +165,10 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
             "the dump.")
         if (process.name or "").lower() == "lsaiso.exe":
             add(CREDENTIAL_GUARD, INFO,
-                f"{who} runs as a trustlet, so Credential Guard is active: the LSA secrets it "
-                "isolates (NTLM hashes, Kerberos keys) live in VTL1 and cannot be recovered from "
-                "this dump; lsass.exe holds only encrypted blobs.")
+                f"{who} runs as a trustlet, so Credential Guard is active: the secrets it "
+                "isolates (NTLM password hashes, Kerberos ticket-granting tickets, saved domain "
+                "credentials) live in VTL1 and cannot be recovered from this dump; lsass.exe "
+                "keeps only protected copies.")
     elif process.verdict == ENCLAVE_HOST:
         handle = process.secure.secure_handle
         if (process.name or "").lower() in _ENCLAVE_HOST_KEYS:

@@ -1,0 +1,143 @@
+"""Findings from derived processes and page accounting: which kinds, which severity, and what the
+message tells an analyst."""
+
+from __future__ import annotations
+
+import pytest
+
+from iumdump.analysis.findings import (CREDENTIAL_GUARD, ENCLAVE_HOST_KIND, HIGH, INFO, KINDS,
+                                       LOW, MASQUERADE_KIND, MEDIUM, PARTIAL_ANALYSIS,
+                                       SECURE_STATE_UNKNOWN, SEVERITIES, TRUSTLET,
+                                       TRUSTLET_PAGES_INACCESSIBLE, TRUSTLET_PAGES_READABLE,
+                                       UNLINKED_PROCESS, VBS_ACTIVE, analyze, count_by_severity)
+
+from report_fixtures import credential_guard_machine, pages, process
+
+
+def kinds(findings) -> set[tuple[str, int | None]]:
+    return {(f.kind, f.pid) for f in findings}
+
+
+def test_credential_guard_machine():
+    procs, accounting = credential_guard_machine()
+    found = analyze(procs, accounting, "crash-bitmap")
+    assert kinds(found) == {(VBS_ACTIVE, 56), (CREDENTIAL_GUARD, 712), (TRUSTLET, 712),
+                            (TRUSTLET_PAGES_INACCESSIBLE, 712), (ENCLAVE_HOST_KIND, 3312)}
+    assert {f.severity for f in found} == {INFO}
+
+
+def test_credential_guard_message_is_a_case_note():
+    procs, accounting = credential_guard_machine()
+    by_kind = {f.kind: f for f in analyze(procs, accounting, "crash-bitmap")}
+    assert by_kind[CREDENTIAL_GUARD].message.startswith(
+        "LsaIso.exe (PID 712) runs as a trustlet, so Credential Guard is active")
+    pages_message = by_kind[TRUSTLET_PAGES_INACCESSIBLE].message
+    assert "its 9 mapped user pages are VTL1-protected and absent from this dump by design" \
+        in pages_message
+    assert "9 left out of the bitmap crash dump" in pages_message
+    assert "not memory smear, not tampering" in pages_message
+
+
+def test_zero_filled_pages_are_explained_as_refused_reads():
+    procs, _ = credential_guard_machine()
+    lsaiso = procs[2]
+    found = analyze(procs, {lsaiso.offset: pages(lsaiso, (0x1000_0000, 4, 0, 4, 0))}, "raw")
+    message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_INACCESSIBLE)
+    assert "4 written as zeros by the acquisition" in message
+    assert "left out" not in message
+
+
+def test_readable_trustlet_pages_are_unexpected():
+    procs, _ = credential_guard_machine()
+    lsaiso = procs[2]
+    found = analyze(procs, {lsaiso.offset: pages(lsaiso, (0x1000_0000, 4, 0, 1, 3))}, "raw")
+    readable = [f for f in found if f.kind == TRUSTLET_PAGES_READABLE]
+    assert [(f.pid, f.severity) for f in readable] == [(712, MEDIUM)]
+    assert "3 of its 4 mapped user pages have content" in readable[0].message
+    assert "acquired from the host" in readable[0].message
+    assert TRUSTLET_PAGES_INACCESSIBLE not in {f.kind for f in found}
+
+
+def test_masquerade_names_the_genuine_trustlet_and_sorts_first():
+    procs, accounting = credential_guard_machine()
+    procs.append(process("LsaIso.exe", 6240, ppid=4420))
+    found = analyze(procs, accounting, "crash-bitmap")
+    assert (found[0].kind, found[0].pid, found[0].severity) == (MASQUERADE_KIND, 6240, HIGH)
+    assert "The genuine LsaIso.exe in this dump is PID 712." in found[0].message
+    assert (TRUSTLET, 6240) not in kinds(found)
+
+
+def test_masquerade_without_a_genuine_trustlet():
+    found = analyze([process("lsaiso.EXE", 900)], {}, "raw")
+    assert [(f.kind, f.severity) for f in found] == [(MASQUERADE_KIND, HIGH)]
+    assert "genuine" not in found[0].message
+
+
+def test_unlinked_secure_process():
+    procs, accounting = credential_guard_machine()
+    procs.append(process("BioIso.exe", 3892, secure_state=0x1001, linked=False))
+    found = analyze(procs, accounting, "crash-bitmap")
+    unlinked = [f for f in found if f.kind == UNLINKED_PROCESS]
+    assert [(f.pid, f.severity) for f in unlinked] == [(3892, MEDIUM)]
+    assert "a secure process, was found by pool scanning" in unlinked[0].message
+    assert (TRUSTLET, 3892) in kinds(found)
+
+
+def test_unknown_enclave_host_is_low():
+    found = analyze([process("thirdparty.exe", 4000, secure_state=0x5000)], {}, "raw")
+    assert [(f.kind, f.severity) for f in found] == [(ENCLAVE_HOST_KIND, LOW)]
+    assert "0x5000" in found[0].message
+
+
+def test_no_vbs_machine_has_no_findings():
+    procs = [process("System", 4, ppid=0, protection=0x72), process("lsass.exe", 700)]
+    assert analyze(procs, {}, "raw") == []
+
+
+def test_vbs_inferred_from_a_trustlet_when_secure_system_is_missing():
+    found = analyze([process("vmsp.exe", 800, secure_state=0x3001)], {}, "raw")
+    vbs = [f for f in found if f.kind == VBS_ACTIVE]
+    assert len(vbs) == 1 and vbs[0].pid == 800
+    assert "No Secure System process was listed" in vbs[0].message
+
+
+def test_unknown_secure_state_and_unreadable_fields():
+    proc = process("svchost.exe", 900, unreadable=("secure_state", "protection"))
+    found = analyze([proc], {}, "raw")
+    assert kinds(found) == {(SECURE_STATE_UNKNOWN, 900), (PARTIAL_ANALYSIS, 900)}
+    assert {f.severity for f in found} == {LOW}
+    partial = next(f for f in found if f.kind == PARTIAL_ANALYSIS)
+    assert "protection, secure_state" in partial.message
+
+
+def test_partial_page_walk_is_said():
+    procs, _ = credential_guard_machine()
+    lsaiso = procs[2]
+    accounting = {lsaiso.offset: pages(lsaiso, (0x1000_0000, 2, 2, 0, 0),
+                                       problems=("page table at 0x5000 missing from the dump",))}
+    message = next(f.message for f in analyze(procs, accounting, "crash-bitmap")
+                   if f.kind == TRUSTLET_PAGES_INACCESSIBLE)
+    assert "The page walk was partial (page table at 0x5000 missing from the dump)" in message
+
+
+def test_secure_process_without_pages_gets_no_page_finding():
+    procs, _ = credential_guard_machine()
+    found = analyze(procs, {procs[2].offset: pages(procs[2])}, "crash-bitmap")
+    assert not {f.kind for f in found} & {TRUSTLET_PAGES_INACCESSIBLE, TRUSTLET_PAGES_READABLE}
+
+
+def test_order_and_counts():
+    procs, accounting = credential_guard_machine()
+    procs += [process("LsaIso.exe", 6240), process("ghost.exe", 7000, linked=False)]
+    found = analyze(procs, accounting, "crash-bitmap")
+    ranks = [SEVERITIES.index(f.severity) for f in found]
+    assert ranks == sorted(ranks, reverse=True)
+    assert count_by_severity(found) == {"high": 1, "medium": 1, "low": 0, "info": 5}
+    assert {f.kind for f in found} <= set(KINDS)
+
+
+@pytest.mark.parametrize("name", ["<script>x</script>", "a\u202eexe.lsass"])
+def test_messages_keep_the_name_as_decoded(name):
+    """Findings are data: escaping is the renderers' job, so the message holds the raw name."""
+    found = analyze([process(name, 10, linked=False)], {}, "raw")
+    assert name in found[0].message
