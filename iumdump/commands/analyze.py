@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import Error, InvalidInputError
+from ..errors import InvalidInputError
 from ..report import FILE_NAMES, FORMATS, Report, build_report, render, report_paths
 from ..report.atomic import check_targets, prepare_directory, write_reports
 from ..report.text import visible

@@ -1,0 +1,242 @@
+"""``iumdump analyze`` on every scenario, held to the emulator's truth.json: every process and its
+verdict, flags and protection, every secure process's pages, the findings the truth implies; the
+report validates against its schema and each rendering carries every finding."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from iumdump import cli
+from iumdump.report import jsonreport
+from iumdump.report.text import html_text, markdown as md_text
+
+# Every scenario in its default acquisition (a bitmap crash dump: VTL1 pages absent), and the
+# adversarial one in each other format: zero-filled (raw, complete crash dump) and readable (a
+# host-side capture).
+CASES = [("credential-guard", "crash-bitmap"), ("no-vbs", "crash-bitmap"),
+         ("adversarial", "crash-bitmap"), ("adversarial", "raw"), ("adversarial", "crash-full"),
+         ("adversarial", "host")]
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module", params=CASES, ids=["-".join(case) for case in CASES])
+def analyzed(request, synth_dump, tmp_path_factory):
+    """(truth, report dict, output directory, stdout) of one analysis."""
+    scenario, fmt = request.param
+    result = synth_dump(scenario, fmt)
+    out = tmp_path_factory.mktemp(f"report-{scenario}-{fmt}")
+    code, stdout, stderr = run_cli("analyze", str(result.dump_path), "-s",
+                                   str(result.symbols_dir), "-o", str(out), "--offline", "-q")
+    assert (code, stderr) == (0, "")
+    report = json.loads((out / "report.json").read_text())
+    return result, report, out, stdout
+
+
+def expected_findings(truth: dict) -> set[tuple[str, int]]:
+    """The findings DESIGN §5 implies for what the emulator built."""
+    processes = truth["processes"]
+    expected: set[tuple[str, int]] = set()
+    secure_system = [p for p in processes if p["name"] == "Secure System" and p["linked"]]
+    secure = [p for p in processes if p["secure"]]
+    if secure_system:
+        expected.add(("vbs-active", secure_system[0]["pid"]))
+    elif secure:
+        expected.add(("vbs-active", secure[0]["pid"]))
+    for p in processes:
+        pid, verdict = p["pid"], p["verdict"]
+        if verdict == "secure" and p["name"] != "Secure System":
+            expected.add(("trustlet", pid))
+            if p["name"].lower() == "lsaiso.exe":
+                expected.add(("credential-guard", pid))
+        if verdict in ("masquerade", "enclave-host"):
+            expected.add((verdict, pid))
+        if not p["linked"]:
+            expected.add(("unlinked-process", pid))
+        if p["secure"] and p["pages"] and p["pages"]["mapped"]:
+            expected.add(("trustlet-pages-readable" if p["pages"]["readable"]
+                          else "trustlet-pages-inaccessible", pid))
+    return expected
+
+
+def test_report_files(analyzed):
+    result, report, out, stdout = analyzed
+    assert sorted(os.listdir(out)) == ["report.html", "report.json", "report.md"]
+    assert stdout.split() == [str(out / name) for name in
+                              ("report.json", "report.md", "report.html")]
+
+
+def test_report_validates_against_schema(analyzed):
+    _, report, _, _ = analyzed
+    schema = jsonreport.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(report)
+
+
+def test_dump_and_kernel_identity(analyzed):
+    result, report, _, _ = analyzed
+    data = Path(result.dump_path).read_bytes()
+    assert report["dump"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert report["dump"]["size"] == len(data)
+    assert report["dump"]["path"] == str(Path(result.dump_path).resolve())
+    assert report["dump"]["format"] == ("raw" if result.format == "host" else result.format)
+    assert report["dump"]["unchanged"] is True
+    kernel = result.truth["kernel"]
+    assert report["kernel"]["build"] == kernel["build"]
+    assert report["kernel"]["pdb_guid"] == kernel["pdb_guid"].upper()
+    assert report["kernel"]["pdb_age"] == kernel["pdb_age"]
+    assert report["kernel"]["base"] == kernel["kernel_virtual_offset"]
+    assert report["analysis"]["partial"] is False
+
+
+def test_processes_match_truth(analyzed):
+    result, report, _, _ = analyzed
+    by_offset = {p["offset"]: p for p in report["processes"]}
+    assert len(by_offset) == len(report["processes"])
+    assert sorted(by_offset) == sorted(p["offset"] for p in result.truth["processes"])
+    for truth in result.truth["processes"]:
+        got = by_offset[truth["offset"]]
+        assert (got["pid"], got["ppid"], got["name"], got["linked"]) == \
+            (truth["pid"], truth["ppid"], truth["name"], truth["linked"])
+        assert (got["secure"], got["secure_handle"], got["trustlet_id"]) == \
+            (truth["secure"], truth["secure_handle"], truth["trustlet_id"]), truth["name"]
+        assert (got["protection_level"], got["protection"]) == \
+            (truth["protection"], truth["protection_text"])
+        assert got["verdict"] == truth["verdict"], truth["name"]
+        assert got["flags"] == truth["flags"], truth["name"]
+        assert got["minimal"] == truth["minimal"]
+        assert got["partial"] is False
+
+
+def test_secure_process_pages_match_truth(analyzed):
+    result, report, _, _ = analyzed
+    pages = {entry["offset"]: entry for entry in report["pages"]}
+    secure = [p for p in result.truth["processes"] if p["secure"]]
+    assert sorted(pages) == sorted(p["offset"] for p in secure)
+    keys = ("start", "end", "pages", "absent", "zero_filled", "readable", "protection", "tag")
+    for truth in secure:
+        entry = pages[truth["offset"]]
+        expected = truth["pages"] or {"mapped": 0, "absent": 0, "zero_filled": 0,
+                                      "readable": 0, "regions": []}
+        assert (entry["pages"], entry["absent"], entry["zero_filled"], entry["readable"]) == \
+            (expected["mapped"], expected["absent"], expected["zero_filled"],
+             expected["readable"]), truth["name"]
+        assert [tuple(r[k] for k in keys) for r in entry["regions"]] == \
+            [tuple(r[k] for k in keys) for r in expected["regions"]]
+
+
+def test_findings_match_truth(analyzed):
+    result, report, _, _ = analyzed
+    got = {(f["kind"], f["pid"]) for f in report["findings"]}
+    assert got == expected_findings(result.truth)
+    summary = report["summary"]
+    assert summary["credential_guard"] == any(k == "credential-guard" for k, _ in got)
+    assert summary["vbs_active"] == any(k == "vbs-active" for k, _ in got)
+
+
+def test_markdown_and_html_contain_every_finding(analyzed):
+    _, report, out, _ = analyzed
+    markdown = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for finding in report["findings"]:
+        assert md_text(finding["message"]) in markdown
+        assert html_text(finding["message"]) in html
+    for process in report["processes"]:
+        assert html_text(process["name"]) in html
+
+
+def test_no_vbs_means_no_findings(synth_dump, tmp_path):
+    result = synth_dump("no-vbs", "crash-bitmap")
+    code, stdout, _ = run_cli("analyze", str(result.dump_path), "-s", str(result.symbols_dir),
+                              "-o", str(tmp_path), "--offline")
+    assert code == 0
+    assert "findings 0 high, 0 medium, 0 low, 0 info" in stdout
+    assert "secure: none" in stdout
+
+
+def test_summary_on_stdout(synth_dump, tmp_path):
+    result = synth_dump("credential-guard", "crash-bitmap")
+    code, stdout, stderr = run_cli("analyze", str(result.dump_path), "-s",
+                                   str(result.symbols_dir), "-o", str(tmp_path), "--offline")
+    assert (code, stderr) == (0, "")
+    assert "secure: Secure System (56), LsaIso.exe (712)" in stdout
+    assert "[info] credential-guard: LsaIso.exe (PID 712) runs as a trustlet, so Credential " \
+           "Guard is active" in stdout
+    assert str(tmp_path / "report.html") in stdout
+
+
+def test_existing_report_needs_force(synth_dump, tmp_path):
+    result = synth_dump("credential-guard", "crash-bitmap")
+    argv = ["analyze", str(result.dump_path), "-s", str(result.symbols_dir), "-o", str(tmp_path),
+            "--offline", "-q", "--format", "md"]
+    assert run_cli(*argv)[0] == 0
+    before = (tmp_path / "report.md").stat()
+    code, stdout, stderr = run_cli(*argv)
+    assert (code, stdout) == (2, "")
+    assert stderr == (f"iumdump analyze: {tmp_path / 'report.md'}: exists; pass --force to "
+                      "overwrite it, or choose another -o\n")
+    assert (tmp_path / "report.md").stat().st_mtime_ns == before.st_mtime_ns
+    assert run_cli(*argv, "--force")[0] == 0
+    assert os.listdir(tmp_path) == ["report.md"]
+
+
+def test_format_subset_and_default_output(synth_dump, tmp_path, monkeypatch):
+    result = synth_dump("credential-guard", "crash-bitmap")
+    monkeypatch.chdir(tmp_path)
+    code, stdout, _ = run_cli("analyze", str(result.dump_path), "-s", str(result.symbols_dir),
+                              "--offline", "-q", "--format", "json,html")
+    assert code == 0
+    assert stdout.split() == ["iumdump-memory/report.json", "iumdump-memory/report.html"]
+    assert sorted(os.listdir(tmp_path / "iumdump-memory")) == ["report.html", "report.json"]
+
+
+def test_unknown_format_is_a_usage_error(synth_dump, capsys):
+    result = synth_dump("credential-guard", "crash-bitmap")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["analyze", str(result.dump_path), "--format", "pdf"])
+    assert exit_info.value.code == 2
+    assert "unknown report format 'pdf'" in capsys.readouterr().err
+
+
+def test_dump_is_only_ever_opened_read_only(synth_dump, tmp_path, monkeypatch):
+    """Evidence handling: every open of the dump, by iumdump or Volatility, is read-only."""
+    result = synth_dump("adversarial", "crash-bitmap")
+    dump = os.path.realpath(result.dump_path)
+    opened: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def check_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and os.path.realpath(file) == dump:
+            opened.append(mode)
+            assert not set(mode) & set("wax+"), mode
+        return real_open(file, mode, *args, **kwargs)
+
+    def check_os_open(path, flags, *args, **kwargs):
+        if os.path.realpath(path) == dump:
+            opened.append(f"os:{flags}")
+            assert flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC) == 0
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", check_open)
+    monkeypatch.setattr(io, "open", check_open)
+    monkeypatch.setattr(os, "open", check_os_open)
+    before = hashlib.sha256(Path(dump).read_bytes()).hexdigest()
+    code, _, stderr = run_cli("analyze", dump, "-s", str(result.symbols_dir), "-o",
+                              str(tmp_path), "--offline", "-q")
+    assert (code, stderr) == (0, "")
+    assert opened  # the checks above saw the opens (inspect, hash, Volatility)
+    assert hashlib.sha256(Path(dump).read_bytes()).hexdigest() == before
