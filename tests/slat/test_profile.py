@@ -91,7 +91,7 @@ def _load_in_volatility(context, path: Path, name: str, validate: bool = True) -
 
 
 @pytest.fixture(scope="module")
-def volatility(isf, tmp_path_factory):
+def builtin_in_volatility(isf, tmp_path_factory):
     from volatility3.framework import contexts
 
     path = tmp_path_factory.mktemp("isf") / f"{BUILTIN_GUID}-{BUILTIN_AGE}.json"
@@ -211,10 +211,10 @@ def test_base_types_match_the_pdb_converter(isf, real_isf):
 
 
 # -- Volatility ----------------------------------------------------------------------------------
-def test_volatility_resolves_every_type_enum_and_symbol(isf, volatility):
+def test_volatility_resolves_every_type_enum_and_symbol(isf, builtin_in_volatility):
     from volatility3.framework.layers.physical import BufferDataLayer
 
-    context, table = volatility
+    context, table = builtin_in_volatility
     size = max(t["size"] for t in isf["user_types"].values())
     context.add_layer(BufferDataLayer(context, "layers.zero", "zero", b"\x00" * size))
     for name, declared in isf["user_types"].items():
@@ -232,11 +232,11 @@ def test_volatility_resolves_every_type_enum_and_symbol(isf, volatility):
         assert context.symbol_space.get_symbol(f"{table}!{name}").address == declared["address"]
 
 
-def test_volatility_reads_the_secure_state_and_protection(volatility):
+def test_volatility_reads_the_secure_state_and_protection(builtin_in_volatility):
     """The fields the plugins need read back through Volatility's own object model."""
     from volatility3.framework.layers.physical import BufferDataLayer
 
-    context, table = volatility
+    context, table = builtin_in_volatility
     data = bytearray(EPROCESS_SIZE_19041)
     data[KPROCESS_SECURESTATE_19041:KPROCESS_SECURESTATE_19041 + 8] = (0x1234 | 1).to_bytes(8, "little")
     data[EPROCESS_PROTECTION_19041] = 0x41                      # ProtectedLight/Lsa
@@ -256,11 +256,11 @@ def _distinguishers():
             if isinstance(value, versions.OsDistinguisher)}
 
 
-def test_volatility_classifies_it_as_windows_10_19041_x64(volatility):
+def test_volatility_classifies_it_as_windows_10_19041_x64(builtin_in_volatility):
     from volatility3.framework import symbols
     from volatility3.framework.symbols.windows.extensions import pool
 
-    context, table = volatility
+    context, table = builtin_in_volatility
     checks = {name: check(context, table) for name, check in _distinguishers().items()}
     assert checks["is_windows_10"] and checks["is_win10_19041_or_later"]
     assert checks["is_windows_8_1_or_later"] and checks["is_vista_or_later"]
@@ -270,9 +270,9 @@ def test_volatility_classifies_it_as_windows_10_19041_x64(volatility):
     assert context.symbol_space[table].get_type_class("_POOL_HEADER") is pool.POOL_HEADER_VISTA
 
 
-def test_volatility_classifies_it_as_the_real_19041_table_does(volatility, real_isf, tmp_path):
+def test_volatility_classifies_it_as_the_real_19041_table_does(builtin_in_volatility, real_isf):
     """Every version check in volatility3's versions.py gives the same answer for both tables."""
-    context, table = volatility
+    context, table = builtin_in_volatility
     real = _load_in_volatility(context, REAL_19041, "real19041", validate=False)
     for name, check in _distinguishers().items():
         assert check(context, table) == check(context, real), name
@@ -402,3 +402,48 @@ def test_layout_resource_is_packaged():
     from importlib import resources
 
     assert resources.files("iumdump").joinpath("data", profile.LAYOUT_RESOURCE).is_file()
+
+
+# -- end to end ------------------------------------------------------------------------------------
+# Volatility plugins whose every row must be the same on the same machine synthesized with the
+# built-in profile and with the real 19041 table: the oracle five, the process plugins that
+# follow EPROCESS into the PEB and the thread lists, and iumdump's own.
+DIFFERENTIAL_PLUGINS = [
+    "windows.info.Info", "windows.pslist.PsList", "windows.psscan.PsScan",
+    "windows.vadinfo.VadInfo", "windows.memmap.Memmap", "windows.pstree.PsTree",
+    "windows.cmdline.CmdLine", "windows.dlllist.DllList", "windows.sessions.Sessions",
+    "windows.threads.Threads", "windows.malfind.Malfind",
+    "windows.secureprocs.SecureProcs", "windows.extbasicinfo.ExtBasicInfo",
+    "windows.trustletpages.TrustletPages",
+]
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    from volatility3.framework.interfaces.renderers import BaseAbsentValue
+
+    def value(v):
+        # absent values (Unreadable, NotApplicable …) have no equality of their own
+        return (type(v).__name__,) if isinstance(v, BaseAbsentValue) else v
+
+    # info's Symbols row names the symbol file, which differs by design
+    return [{k: value(v) for k, v in row.items()} for row in rows
+            if row.get("Variable") != "Symbols"]
+
+
+@pytest.mark.parametrize("plugin", DIFFERENTIAL_PLUGINS)
+def test_volatility_reads_a_builtin_dump_as_it_reads_a_real_19041_one(plugin, synth_dump,
+                                                                     volatility):
+    if plugin not in volatility.plugins:
+        pytest.skip(f"{plugin} is not available to Volatility here")
+    builtin = synth_dump("credential-guard", "crash-bitmap", "builtin")
+    real = synth_dump("credential-guard", "crash-bitmap", "19041")
+    options = {}
+    if plugin == "windows.memmap.Memmap":   # a trustlet's address space (LsaIso.exe)
+        options["pid"] = next(p["pid"] for p in builtin.truth["processes"]
+                              if p["secure"] and p["pages"] and p["linked"])
+    ours = _comparable(volatility.run(builtin, plugin, **options).rows)
+    theirs = _comparable(volatility.run(real, plugin, **options).rows)
+    assert ours == theirs
+    if plugin in ("windows.pslist.PsList", "windows.psscan.PsScan", "windows.vadinfo.VadInfo",
+                  "windows.memmap.Memmap", "windows.secureprocs.SecureProcs"):
+        assert ours, "the comparison must not pass on two empty results"
