@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,13 @@ class VolatilityRunner:
         constants.CACHE_PATH = str(cache)
         plugin_dir = REPO_ROOT / "vol_plugins"
         if plugin_dir.is_dir() and str(plugin_dir) not in volatility3.plugins.__path__:
+            # What ``vol -p vol_plugins`` does; and if Volatility's windows package is already
+            # imported, what its __init__ would have done: span every windows directory.
             volatility3.plugins.__path__ = [str(plugin_dir)] + list(constants.PLUGINS_PATH)
+            windows = sys.modules.get("volatility3.plugins.windows")
+            extra = str(plugin_dir / "windows")
+            if windows is not None and extra not in windows.__path__:
+                windows.__path__.insert(0, extra)
         framework.import_files(volatility3.plugins, True)
         self.plugins = framework.list_plugins()
         self._sessions: dict[Path, _DumpSession] = {}
