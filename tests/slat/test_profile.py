@@ -412,7 +412,7 @@ DIFFERENTIAL_PLUGINS = [
     "windows.info.Info", "windows.pslist.PsList", "windows.psscan.PsScan",
     "windows.vadinfo.VadInfo", "windows.memmap.Memmap", "windows.pstree.PsTree",
     "windows.cmdline.CmdLine", "windows.dlllist.DllList", "windows.sessions.Sessions",
-    "windows.threads.Threads", "windows.malfind.Malfind",
+    "windows.threads.Threads", "windows.malware.malfind.Malfind",
     "windows.secureprocs.SecureProcs", "windows.extbasicinfo.ExtBasicInfo",
     "windows.trustletpages.TrustletPages",
 ]
