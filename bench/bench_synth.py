@@ -103,9 +103,12 @@ def iumdump_command() -> list[str]:
 def synth_step(fmt: str, memory: str, outdir: str) -> Step:
     argv = [*iumdump_command(), "synth", "--scenario", "fleet-large", "--format", fmt,
             "--memory", memory, "-o", outdir]
-    wall, rss, status = run_child(argv, stdout=subprocess.DEVNULL)
-    if status != 0:
-        raise SystemExit(f"bench_synth: {' '.join(argv)} exited with {status}")
+    with tempfile.TemporaryFile("w+") as log:  # its progress bars and summary, shown on failure
+        wall, rss, status = run_child(argv, stdout=log, stderr=subprocess.STDOUT)
+        if status != 0:
+            log.seek(0)
+            sys.stderr.write(log.read()[-4000:])
+            raise SystemExit(f"bench_synth: {' '.join(argv)} exited with {status}")
     path = os.path.join(outdir, f"memory.{EXTENSIONS[fmt]}")
     return Step(wall, rss, data_bytes(path), os.path.getsize(path))
 
