@@ -568,10 +568,8 @@ class Pool:
     (pre-segment-heap and VS-segment) small-block allocator lays them out, and page-aligned big
     allocations without a header (tracked by the big-page table in Windows)."""
 
-    def __init__(self, kmem: KernelMemory, layout: Layout, header: Layout, base: int,
-                 *, pool_type: int) -> None:
+    def __init__(self, kmem: KernelMemory, header: Layout, base: int, *, pool_type: int) -> None:
         self.kmem = kmem
-        self.layout = layout
         self.header_layout = header
         self.base = base
         self.pool_type = pool_type
@@ -728,16 +726,16 @@ class SyntheticKernel:
         self.cookie = self.rng.randrange(1, 0x100)
         header_layout = self.layout if symbols.has_type("_POOL_HEADER") else Layout(
             SymbolTable.load(VOLATILITY_SYMBOLS / "poolheader-x64.json"))
-        self.nonpaged = Pool(self.kmem, self.layout, header_layout,
+        self.nonpaged = Pool(self.kmem, header_layout,
                              canonical(nonpaged_index << 39) + self.rng.randrange(0, 64) * (1 << 30),
                              pool_type=POOL_NONPAGED)
-        self.paged = Pool(self.kmem, self.layout, header_layout,
+        self.paged = Pool(self.kmem, header_layout,
                           canonical(paged_index << 39) + self.rng.randrange(0, 64) * (1 << 30),
                           pool_type=POOL_PAGED)
         self.bulk_pool_base = self.nonpaged.base + (1 << 30)  # large pages after the small blocks
         self.kdbg_layout = Layout(SymbolTable.load(VOLATILITY_SYMBOLS / "kdbg.json"))
         self.pe_layout = Layout(SymbolTable.load(VOLATILITY_SYMBOLS / "pe.json"))
-        self.object_types: dict[str, int] = {}
+        self.object_types: dict[str, tuple[int, int]] = {}  # name → (index, _OBJECT_TYPE)
         self._optional_headers = [h for h in OPTIONAL_HEADERS
                                   if self.layout.has_type(f"_OBJECT_HEADER_{h}")]
         self._next_tid = 0
@@ -745,20 +743,18 @@ class SyntheticKernel:
         self.image_size = self._image_size()
         self.secure_kernel_frames: tuple[int, int] | None = None
         self.pool_large_pages = 0
+        self.kuser_pfn = 0
 
     # -- public ------------------------------------------------------------------------------
     def build(self, processes: Iterable[ProcessSpec], *, pool_pages: int = 0) -> KernelBuild:
-        specs = list(processes)
-        if not specs or specs[0].pid != 4:
-            specs.sort(key=lambda s: (s.pid != 4,))
+        specs = sorted(processes, key=lambda s: s.pid != 4)  # System first (stable otherwise)
         if self.vbs:
             self._claim_secure_kernel_memory()
         self._write_low_stub()
         self._write_pe_image()
-        kuser_pfn = self._write_kuser_shared_data()
+        self.kuser_pfn = self._write_kuser_shared_data()
         self._create_object_types()
         module_list = self._write_loaded_modules()
-        self.kuser_pfn = kuser_pfn
         if pool_pages:  # first: its 2 MiB-aligned runs come from the top of the bulk area
             self._map_bulk_pool(pool_pages)
         built = self._create_processes(specs)
@@ -1298,7 +1294,7 @@ class SyntheticKernel:
                 secure = True
         trustlet_id = None
         if layout.has("_EPROCESS", "TrustletIdentity"):
-            trustlet_id = spec.trustlet_id or 0 if spec.secure == "trustlet" else 0
+            trustlet_id = (spec.trustlet_id or 0) if spec.secure == "trustlet" else 0
             process.set("TrustletIdentity", trustlet_id)
 
         process.set("Pcb.DeepFreeze", int(spec.frozen))
