@@ -4,7 +4,6 @@ symbol table, and the analysis runs offline against them."""
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -26,8 +25,7 @@ def register(subparsers) -> None:
                     "on this machine: no download, no network.",
         epilog="afterwards, the same checks as Volatility plugins: "
                "vol -p \"$(iumdump plugins)\" -f iumdump-demo/memory.dmp "
-               "-s iumdump-demo/symbols windows.secureprocs",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "-s iumdump-demo/symbols windows.secureprocs")
     parser.add_argument("-o", "--output", metavar="OUTDIR", type=Path, default=DEFAULT_OUTPUT,
                         help=f"directory for the dump, its symbols, truth.json and the reports "
                              f"(default: ./{DEFAULT_OUTPUT}); must be new or empty unless --force")
