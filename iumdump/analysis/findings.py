@@ -101,7 +101,7 @@ def describe(process: DerivedProcess) -> str:
 
 
 def _plural(count: int, singular: str, plural: str | None = None) -> str:
-    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+    return f"{count:,} {singular if count == 1 else (plural or singular + 's')}"
 
 
 def _is_secure_system(process: DerivedProcess) -> bool:
@@ -221,9 +221,9 @@ def page_findings(process: DerivedProcess, pages: ProcessPages, dump_format: str
     if mapped and readable == 0:
         how = []
         if absent:
-            how.append(f"{absent} {FORMAT_ABSENT.get(dump_format or '', 'absent from the file')}")
+            how.append(f"{absent:,} {FORMAT_ABSENT.get(dump_format or '', 'absent from the file')}")
         if zero:
-            how.append(f"{zero} written as zeros by the acquisition, as tools do for a read the "
+            how.append(f"{zero:,} written as zeros by the acquisition, as tools do for a read the "
                        "hypervisor refuses")
         add(TRUSTLET_PAGES_INACCESSIBLE, INFO,
             f"{who}: its {_plural(mapped, 'mapped user page')} "
@@ -232,7 +232,7 @@ def page_findings(process: DerivedProcess, pages: ProcessPages, dump_format: str
             f"acquisition.{partial}")
     elif readable:
         add(TRUSTLET_PAGES_READABLE, MEDIUM,
-            f"{who}: {readable} of its {_plural(mapped, 'mapped user page')} have content in "
+            f"{who}: {readable:,} of its {_plural(mapped, 'mapped user page')} have content in "
             "this dump. A dump taken inside Windows (VTL0) cannot read a trustlet's pages, so "
             "this is expected only if the dump was acquired from the host (a hypervisor-side "
             "capture or VM snapshot); otherwise VTL1 protection was not in force or the content "

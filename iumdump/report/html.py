@@ -69,6 +69,7 @@ dl.kv dt { color:var(--muted); } dl.kv dd { margin:0; word-break:break-all; }
 .legend span { display:inline-block; margin-right:16px; font-size:12px; }
 .legend i { display:inline-block; width:12px; height:12px; border-radius:2px; margin-right:4px;
   vertical-align:-1px; }
+.scroll { overflow-x:auto; }
 svg.strip { display:block; width:100%; height:auto; margin:6px 0 4px; }
 footer { color:var(--muted); font-size:12px; padding:0 32px 24px; }
 """
@@ -132,11 +133,12 @@ def strip_svg(entry: dict[str, Any], width: int = 1000, height: int = 64) -> str
             parts.append(f'<rect x="{x:.2f}" y="{bar_top}" width="{w:.2f}" height="{bar_height}" '
                          'fill="none" stroke="#c2410c" stroke-width="2" stroke-dasharray="4 2"/>')
         parts.append("</g>")
-        if x >= label_end:
-            tick = f"{region['start']:#x}"
+        tick = f"{region['start']:#x}"
+        tick_width = 6.2 * len(tick)
+        if x >= label_end and x + tick_width <= width:
             parts.append(f'<text x="{x:.2f}" y="{height - 6}" font-size="10" fill="#475569" '
                          f'font-family="monospace">{text(tick)}</text>')
-            label_end = x + 6.2 * len(tick) + 8
+            label_end = x + tick_width + 8
         x += w + gap
     parts.append("</svg>")
     return "".join(parts)
@@ -195,9 +197,9 @@ def render(report: Report) -> str:
     out.append("</div>")
     pages = summary["trustlet_pages"]
     if pages["mapped"]:
-        out.append(f'<p>User pages of secure processes: <strong>{pages["mapped"]}</strong> mapped '
-                   f'— {pages["absent"]} absent, {pages["zero_filled"]} zero-filled, '
-                   f'{pages["readable"]} readable.</p>')
+        out.append(f'<p>User pages of secure processes: <strong>{pages["mapped"]:,}</strong> '
+                   f'mapped — {pages["absent"]:,} absent, {pages["zero_filled"]:,} zero-filled, '
+                   f'{pages["readable"]:,} readable.</p>')
     out.append("</section>")
 
     # Findings
@@ -224,8 +226,8 @@ def render(report: Report) -> str:
     for entry in report.pages:
         out.append(f'<h3>{text(entry["name"])} <span class="muted">PID {_pid(entry["pid"])}'
                    '</span></h3>')
-        out.append(f'<p>{entry["pages"]} mapped user pages: {entry["absent"]} absent from the '
-                   f'dump, {entry["zero_filled"]} zero-filled, {entry["readable"]} readable'
+        out.append(f'<p>{entry["pages"]:,} mapped user pages: {entry["absent"]:,} absent from the '
+                   f'dump, {entry["zero_filled"]:,} zero-filled, {entry["readable"]:,} readable'
                    f'{" — <strong>partial</strong>" if entry.get("partial") else ""}.</p>')
         if not entry["regions"] or not entry["pages"] and not entry.get("partial"):
             continue
@@ -252,7 +254,7 @@ def render(report: Report) -> str:
     out.append("</section>")
 
     # Processes
-    out.append('<section id="processes"><h2>Processes</h2><table><thead><tr>'
+    out.append('<section id="processes"><h2>Processes</h2><div class="scroll"><table><thead><tr>'
                '<th class="num">PID</th><th class="num">PPID</th><th>Name</th><th>Offset(V)</th>'
                '<th>Linked</th><th>Secure</th><th>SecureHandle</th><th class="num">TrustletId</th>'
                '<th>Protection</th><th>ExtendedFlags</th><th>Flags set</th><th>Verdict</th>'
@@ -275,7 +277,7 @@ def render(report: Report) -> str:
             f'<td class="flags" title="{attr(sources)}">{_flags_cell(process)}</td>'
             f'<td class="verdict">{text(verdict)}'
             f'{" (partial)" if process.get("partial") else ""}</td></tr>')
-    out.append('</tbody></table><p class="muted">Flags are the PROCESS_EXTENDED_BASIC_INFORMATION '
+    out.append('</tbody></table></div><p class="muted">Flags are the PROCESS_EXTENDED_BASIC_INFORMATION '
                'bits NtQueryInformationProcess would have returned; unknown ones cannot be derived '
                'from this build\'s EPROCESS. Hover a cell for the field each flag came from. '
                'Italic rows were found only by pool scanning.</p></section>')

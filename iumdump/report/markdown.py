@@ -80,8 +80,9 @@ def render(report: Report) -> str:
                f"Credential Guard: {'active' if summary['credential_guard'] else 'not seen'}.")
     pages = summary["trustlet_pages"]
     if pages["mapped"]:
-        out.append(f"- Secure processes' user pages: {pages['mapped']} mapped — {pages['absent']} "
-                   f"absent, {pages['zero_filled']} zero-filled, {pages['readable']} readable.")
+        out.append(f"- Secure processes' user pages: {pages['mapped']:,} mapped — "
+                   f"{pages['absent']:,} absent, {pages['zero_filled']:,} zero-filled, "
+                   f"{pages['readable']:,} readable.")
     counts = summary["findings"]
     out.append("- Findings: " + ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES)) + ".")
     out.append("")
@@ -101,8 +102,8 @@ def render(report: Report) -> str:
         out += ["No secure process has user pages to account for.", ""]
     for entry in report.pages:
         out += [f"### {md(entry['name'])} (PID {_pid(entry['pid'])})", ""]
-        out.append(f"{entry['pages']} mapped user pages: {entry['absent']} absent from the dump, "
-                   f"{entry['zero_filled']} zero-filled, {entry['readable']} readable"
+        out.append(f"{entry['pages']:,} mapped user pages: {entry['absent']:,} absent from the "
+                   f"dump, {entry['zero_filled']:,} zero-filled, {entry['readable']:,} readable"
                    + (" — **partial**" if entry.get("partial") else "") + ".")
         out.append("")
         if not entry["regions"] or not entry["pages"] and not entry.get("partial"):
