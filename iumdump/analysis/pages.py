@@ -408,7 +408,12 @@ def vad_regions(context: interfaces.context.ContextInterface, kernel_module_name
         protect_values = None
     regions: list[Region] = []
     try:
-        for vad in proc.get_vad_root().traverse():
+        root = proc.get_vad_root()
+        layer = context.layers[root.vol.layer_name]
+        if root.vol.offset and not layer.is_valid(root.vol.offset, root.vol.size):
+            # Volatility's traverse() silently yields nothing for an unreadable root.
+            problems.append(Problem(f"VAD tree root at {root.vol.offset:#x} is not readable"))
+        for vad in root.traverse():
             try:
                 start, end = int(vad.get_start()), int(vad.get_end())
                 tag = vad.get_tag()

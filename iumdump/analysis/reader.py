@@ -1,0 +1,336 @@
+"""Read processes from a Volatility 3 context into plain values, by field name.
+
+This is the one place that touches EPROCESS objects for iumdump: the plugins in
+``vol_plugins/windows`` and ``iumdump analyze`` both call it. Every field is found by name in the
+kernel's symbol table and probed with ``has_member`` (DESIGN §4), so any build whose symbols carry
+a field is read correctly and a build without it yields ``None`` with the reason "absent". A field
+whose memory cannot be read yields ``None`` with the reason "unreadable" and marks the process
+partial; one bad field never hides the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Iterator
+
+from volatility3.framework import constants, exceptions, interfaces, renderers
+from volatility3.framework.objects import templates
+from volatility3.plugins.windows import pslist, psscan
+
+from .derive import KernelLayout, ProcessFields, Unknown
+
+vollog = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None] | None
+
+# Attributes of ProcessFields read with a plain integer conversion of the named member.
+_WORD_FIELDS = ("secure_pid", "trustlet_identity", "wow64_process", "process_delete",
+                "cross_session_create", "deep_freeze", "background", "subsystem_process",
+                "minimal", "exit_status", "peb", "base_priority")
+
+
+def _resolve(context: interfaces.context.ContextInterface,
+             template: interfaces.objects.Template) -> interfaces.objects.Template:
+    if isinstance(template, templates.ReferenceTemplate):
+        return context.symbol_space.get_type(template.vol.type_name)
+    return template
+
+
+def _child(context, template, name: str):
+    """The resolved template of member ``name``, or None when the type has no such member."""
+    if template is None or not template.has_member(name):
+        return None
+    return _resolve(context, template.child_template(name))
+
+
+def _bit(template, word: str, bit: str, prefix: str = "") -> tuple[str, str] | None:
+    """(source, member) of bit field ``bit``: the source names the word it lives in
+    (``Flags.ProcessDelete``) when that word is called ``word``; the member is how Volatility
+    reaches it (anonymous unions are flattened, so bit fields are direct members)."""
+    if template is None or not template.has_member(bit):
+        return None
+    members = template.vol.members
+    if word in members and members[word][0] == members[bit][0]:
+        return f"{prefix}{word}.{bit}", prefix + bit
+    return prefix + bit, prefix + bit
+
+
+def _probe(context: interfaces.context.ContextInterface,
+           kernel_module_name: str) -> tuple[KernelLayout, dict[str, str]]:
+    """The layout (sources) and the member path that reads each attribute."""
+    kernel = context.modules[kernel_module_name]
+    eprocess = kernel.get_type("_EPROCESS")
+    kprocess = _child(context, eprocess, "Pcb")
+    secure_state = _child(context, kprocess, "SecureState")
+    secure_flags = _child(context, secure_state, "Flags")
+    found: dict[str, tuple[str, str] | None] = {}
+
+    def own(name: str) -> tuple[str, str] | None:
+        return (name, name) if eprocess.has_member(name) else None
+
+    def pcb(name: str) -> tuple[str, str] | None:
+        return (f"Pcb.{name}", f"Pcb.{name}") if kprocess is not None \
+            and kprocess.has_member(name) else None
+
+    found["secure_state"] = pcb("SecureState")
+    if secure_flags is not None and secure_flags.has_member("TrustedApp"):
+        found["trusted_app"] = ("Pcb.SecureState.Flags.TrustedApp",) * 2
+    found["secure_pid"] = pcb("SecurePid")
+    found["trustlet_identity"] = own("TrustletIdentity")
+    found["protection"] = own("Protection")
+    found["wow64_process"] = own("WoW64Process") or own("Wow64Process")
+    found["process_delete"] = _bit(eprocess, "Flags", "ProcessDelete")
+    found["cross_session_create"] = _bit(eprocess, "Flags2", "CrossSessionCreate")
+    found["deep_freeze"] = _bit(kprocess, "ProcessFlags", "DeepFreeze", "Pcb.")
+    # 22621+ renamed the bit Reserved: where it is not called Background, it is unknown.
+    found["background"] = _bit(eprocess, "Flags", "Background")
+    # SubsystemProcess was IsPicoProcess in the 1607 headers.
+    found["subsystem_process"] = (_bit(eprocess, "Flags3", "SubsystemProcess")
+                                  or _bit(eprocess, "Flags3", "IsPicoProcess"))
+    found["minimal"] = _bit(eprocess, "Flags3", "Minimal")
+    found["exit_status"] = own("ExitStatus")
+    found["peb"] = own("Peb")
+    affinity = _child(context, kprocess, "Affinity")
+    if affinity is not None:
+        # _KAFFINITY_EX (Windows 7+): the group-0 mask is the first word of Bitmap.
+        found["affinity"] = (("Pcb.Affinity.Bitmap", "Pcb.Affinity.Bitmap")
+                             if affinity.has_member("Bitmap") else ("Pcb.Affinity",) * 2)
+    found["base_priority"] = pcb("BasePriority")
+    layout = KernelLayout(**{k: v[0] for k, v in found.items() if v is not None})
+    access = {k: v[1] for k, v in found.items() if v is not None}
+    return layout, access
+
+
+def kernel_layout(context: interfaces.context.ContextInterface,
+                  kernel_module_name: str) -> KernelLayout:
+    """Which field of this kernel's ``_EPROCESS`` supplies each value (paths relative to it),
+    probed by name from the symbol table's types."""
+    return _probe(context, kernel_module_name)[0]
+
+
+def _member(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _read_secure_state(context, proc) -> int:
+    """The whole SecureState word, whatever the union's members are called in this build."""
+    state = proc.Pcb.SecureState
+    data = context.layers[state.vol.layer_name].read(state.vol.offset, state.vol.size)
+    return int.from_bytes(data, "little")
+
+
+def _read_affinity(proc, path: str) -> int:
+    # NtQueryInformationProcess returns the group-0 mask: the first word of the bitmap.
+    return int(proc.Pcb.Affinity.Bitmap[0]) if path.endswith("Bitmap") else int(proc.Pcb.Affinity)
+
+
+def read_name(proc) -> str:
+    return proc.ImageFileName.cast("string", max_length=proc.ImageFileName.vol.count,
+                                   errors="replace")
+
+
+class ProcessReader:
+    """Reads processes of one kernel: the symbol table is probed once, then each EPROCESS is read
+    by the member names found. Construct one per kernel module and call it per process."""
+
+    def __init__(self, context: interfaces.context.ContextInterface,
+                 kernel_module_name: str) -> None:
+        self.context = context
+        self.kernel_module_name = kernel_module_name
+        self.layout, self._access = _probe(context, kernel_module_name)
+
+    def __call__(self, proc: interfaces.objects.ObjectInterface, *,
+                 linked: bool = True) -> ProcessFields:
+        """Every value iumdump derives from, read from one EPROCESS object. Never raises for
+        unreadable memory: such fields come back None and are listed in ``unreadable``."""
+        values: dict[str, object] = {}
+        unreadable: set[str] = set()
+
+        def attempt(attribute: str, read: Callable[[], object]) -> None:
+            try:
+                values[attribute] = read()
+            except exceptions.InvalidAddressException:
+                unreadable.add(attribute)
+
+        attempt("pid", lambda: int(proc.UniqueProcessId))
+        attempt("ppid", lambda: int(proc.InheritedFromUniqueProcessId))
+        attempt("name", lambda: read_name(proc))
+        access = self._access
+        if "secure_state" in access:
+            attempt("secure_state", lambda: _read_secure_state(self.context, proc))
+        if "protection" in access:
+            attempt("protection", lambda: int(proc.Protection.Level))
+        if "affinity" in access:
+            attempt("affinity", lambda: _read_affinity(proc, access["affinity"]))
+        for attribute in _WORD_FIELDS:
+            if attribute in access:
+                attempt(attribute, lambda path=access[attribute]: int(_member(proc, path)))
+        return ProcessFields(offset=proc.vol.offset, linked=linked, layout=self.layout,
+                             unreadable=frozenset(unreadable), **values)
+
+
+def read_process(context: interfaces.context.ContextInterface, kernel_module_name: str,
+                 proc: interfaces.objects.ObjectInterface, *, linked: bool = True) -> ProcessFields:
+    """One process (probes the symbol table each call: use :class:`ProcessReader` for many)."""
+    return ProcessReader(context, kernel_module_name)(proc, linked=linked)
+
+
+def iter_processes(context: interfaces.context.ContextInterface, kernel_module_name: str, *,
+                   scan: bool = False, pids: Iterable[int] | None = None
+                   ) -> Iterator[tuple[interfaces.objects.ObjectInterface, bool]]:
+    """``(EPROCESS, linked)`` for every process of the active list, then (with ``scan``) those the
+    pool scanner finds that the list does not hold (``linked`` False). ``pids`` filters both."""
+    pid_filter = pslist.PsList.create_pid_filter(list(pids) if pids else None)
+    seen: set[int] = set()
+    for proc in pslist.PsList.list_processes(context, kernel_module_name, filter_func=pid_filter):
+        seen.add(proc.vol.offset)
+        yield proc, True
+    if not scan:
+        return
+    kernel = context.modules[kernel_module_name]
+    for proc in psscan.PsScan.scan_processes(context, kernel_module_name, filter_func=pid_filter):
+        if proc.vol.layer_name != kernel.layer_name:
+            # Before Windows 10 the scan runs over physical memory; bounce to the virtual object.
+            try:
+                virtual = psscan.PsScan.virtual_process_from_physical(context, kernel_module_name,
+                                                                      proc)
+            except exceptions.InvalidAddressException:
+                virtual = None
+            if virtual is None:
+                vollog.log(constants.LOGLEVEL_V,
+                           f"Scanned process at physical {proc.vol.offset:#x} has no virtual "
+                           "address; skipped")
+                continue
+            proc = virtual
+        if proc.vol.offset in seen:
+            continue
+        seen.add(proc.vol.offset)
+        yield proc, False
+
+
+def read_processes(context: interfaces.context.ContextInterface, kernel_module_name: str, *,
+                   scan: bool = False, pids: Iterable[int] | None = None,
+                   progress_callback: ProgressCallback = None) -> Iterator[ProcessFields]:
+    """:func:`read_process` over :func:`iter_processes`, reporting progress per process."""
+    reader = ProcessReader(context, kernel_module_name)
+    found = list(iter_processes(context, kernel_module_name, scan=scan, pids=pids))
+    for index, (proc, linked) in enumerate(found):
+        if progress_callback:
+            progress_callback(100.0 * index / max(len(found), 1), "Reading processes")
+        yield reader(proc, linked=linked)
+    if progress_callback:
+        progress_callback(100.0, "Reading processes")
+
+
+def absent_value(reason: Unknown | None) -> interfaces.renderers.BaseAbsentValue:
+    """The Volatility renderer value for an unknown: unreadable memory → UnreadableValue; a field
+    the build lacks or no EPROCESS field carries → NotAvailableValue (rendered N/A)."""
+    if reason is Unknown.UNREADABLE:
+        return renderers.UnreadableValue()
+    return renderers.NotAvailableValue()
+
+
+class VolatilitySession:
+    """One dump opened in one Volatility context: the layers are stacked and the kernel found
+    once, then any number of plugins (or the reader functions) run against the same context."""
+
+    BASE_CONFIG_PATH = "plugins"  # plugins are configured under plugins<N>.<Name>
+    KERNEL_CONFIG_PATH = "iumdump"  # where the session keeps the kernel found by automagic
+
+    def __init__(self, context: interfaces.context.ContextInterface, kernel_config_path: str,
+                 progress_callback: ProgressCallback = None) -> None:
+        self.context = context
+        self._kernel_config_path = kernel_config_path
+        self.kernel_module_name: str = context.config[kernel_config_path]
+        self._progress_callback = progress_callback
+        self._runs = 0
+
+    def plugin(self, plugin_class: type, **options) -> interfaces.plugins.PluginInterface:
+        """``plugin_class`` configured on this session's kernel, with ``options`` (requirement
+        name → value, e.g. ``pid=[4]``, ``scan=True``) set in its configuration. Each call gets
+        its own configuration path, so no option leaks from one run into the next."""
+        self._runs += 1
+        path = interfaces.configuration.path_join(f"{self.BASE_CONFIG_PATH}{self._runs}",
+                                                  plugin_class.__name__)
+        kernel_path = interfaces.configuration.path_join(path, "kernel")
+        self.context.config.splice(kernel_path, self.context.config.branch(self._kernel_config_path))
+        self.context.config[kernel_path] = self.kernel_module_name
+        for name, value in options.items():
+            self.context.config[interfaces.configuration.path_join(path, name)] = value
+        return plugin_class(self.context, path, progress_callback=self._progress_callback)
+
+    @classmethod
+    def for_module(cls, context: interfaces.context.ContextInterface, kernel_module_name: str,
+                   progress_callback: ProgressCallback = None) -> "VolatilitySession":
+        """A session on a context whose kernel module someone else (e.g. a plugin run) found."""
+        return cls(context, context.modules[kernel_module_name].config_path, progress_callback)
+
+    def rows(self, plugin_class: type, **options) -> list[dict]:
+        """The plugin's rows as ``{column: value}`` with Volatility's own values (absent values
+        stay absent-value objects; :func:`json_value` turns a value into what ``-r json``
+        prints)."""
+        grid = self.plugin(plugin_class, **options).run()
+        names = [column.name for column in grid.columns]
+        rows: list[dict] = []
+
+        def visit(node, accumulator):
+            accumulator.append(dict(zip(names, node.values)))
+            return accumulator
+
+        grid.populate(visit, rows)
+        return rows
+
+
+def json_value(value):
+    """A cell as Volatility's JSON renderer writes it for the types the plugins use: absent
+    values become None, Hex its int, everything else itself."""
+    if isinstance(value, interfaces.renderers.BaseAbsentValue):
+        return None
+    return value
+
+
+def open_dump(path: str, symbol_dirs: Iterable[str] = (), *,
+              progress_callback: ProgressCallback = None, offline: bool = True
+              ) -> VolatilitySession:
+    """Stack Volatility's layers over the dump at ``path`` and find the Windows kernel, with the
+    symbol tables under ``symbol_dirs`` searched first (as ``vol -s``). Raises
+    :class:`iumdump.errors.DumpFormatError` when no Windows kernel is found."""
+    import os
+
+    import volatility3.plugins
+    import volatility3.symbols
+    from volatility3 import framework
+    from volatility3.framework import automagic, contexts
+    from volatility3.framework.automagic import stacker
+    from volatility3.framework.configuration import requirements
+
+    from ..errors import DumpFormatError
+
+    if offline:
+        constants.OFFLINE = True  # never fetch symbol tables from the network
+    framework.import_files(volatility3.plugins, True)
+    context = contexts.Context()
+    context.config["automagic.LayerStacker.single_location"] = \
+        requirements.URIRequirement.location_from_file(os.path.abspath(path))
+    configurable = pslist.PsList
+    automagics = automagic.choose_automagic(automagic.available(context), configurable)
+    context.config["automagic.LayerStacker.stackers"] = stacker.choose_os_stackers(configurable)
+    saved_path = list(volatility3.symbols.__path__)
+    volatility3.symbols.__path__ = ([os.path.abspath(d) for d in symbol_dirs]
+                                    + list(constants.SYMBOL_BASEPATHS))
+    try:
+        errors = automagic.run(automagics, context, configurable,
+                               VolatilitySession.KERNEL_CONFIG_PATH,
+                               progress_callback=progress_callback)
+    finally:  # the kernel's table is loaded by now; leave the process's search path as it was
+        volatility3.symbols.__path__ = saved_path
+    config_path = interfaces.configuration.path_join(VolatilitySession.KERNEL_CONFIG_PATH,
+                                                     configurable.__name__)
+    if configurable.unsatisfied(context, config_path):
+        detail = f" ({''.join(errors[-1].format_exception_only()).strip()})" if errors else ""
+        raise DumpFormatError(f"no Windows kernel found with the given symbol tables{detail}",
+                              path=str(path))
+    return VolatilitySession(context, interfaces.configuration.path_join(config_path, "kernel"),
+                             progress_callback)

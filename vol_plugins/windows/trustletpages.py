@@ -1,0 +1,150 @@
+"""windows.trustletpages: every mapped user page of each secure process, and whether the dump
+can show it.
+
+Columns (DESIGN §5): PID, ImageFileName, Start, End, Pages, Absent, ZeroFilled, Readable, Verdict.
+
+One row per VAD region holding mapped pages, plus one per run of mapped pages outside every VAD
+(all of them, when the process has no VADs). Start/End are the region's first and last byte.
+Pages counts user pages whose page-table entry is valid; each is Absent (its frame is not in the
+dump, e.g. left out of a bitmap crash dump), ZeroFilled (in the dump, all zero, as acquisition
+tools write for pages the hypervisor refuses to VTL0) or Readable (in the dump, with content).
+Verdict is ``inaccessible`` (nothing readable), ``readable`` (every page) or
+``partially-readable``.
+
+Partial rows: when part of the process cannot be seen — a page table missing from the dump or
+reached twice (a loop), frames beyond the physical memory the dump describes, an unreadable VAD
+tree — the counts are what could be seen and the Verdict says so with a `` (partial)`` suffix,
+e.g. ``inaccessible (partial)``. A process whose page tables cannot be walked at all gets one
+row spanning the user range with zero counts and a partial verdict. The reasons are logged.
+
+By default the secure processes of the active list are walked; ``--scan`` adds those only the
+pool scanner finds (an unlinked trustlet), ``--pid`` selects processes (secure or not). Pages
+are read only to tell zero from content: no page content is printed, logged or written.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, List, Tuple
+
+from volatility3.framework import interfaces, renderers
+from volatility3.framework.configuration import requirements
+from volatility3.framework.renderers import format_hints
+from volatility3.plugins.windows import pslist, psscan, vadinfo
+
+from iumdump.analysis import pages as page_accounting
+from iumdump.analysis import reader
+from iumdump.analysis.derive import ProcessPages, derive_secure
+
+vollog = logging.getLogger(__name__)
+
+
+class TrustletPages(interfaces.plugins.PluginInterface):
+    """Accounts for the user pages of secure processes: absent from the dump, zero-filled, readable."""
+
+    _required_framework_version = (2, 26, 0)
+
+    # 1.0.0 - first release: the columns of DESIGN §5, partial rows as "<verdict> (partial)"
+    _version = (1, 0, 0)
+
+    @classmethod
+    def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
+        return [
+            requirements.ModuleRequirement(
+                name="kernel", description="Windows kernel", architectures=["Intel64"]
+            ),
+            requirements.VersionRequirement(
+                name="pslist", component=pslist.PsList, version=(3, 0, 0)
+            ),
+            requirements.VersionRequirement(
+                name="psscan", component=psscan.PsScan, version=(2, 0, 0)
+            ),
+            requirements.VersionRequirement(
+                name="vadinfo", component=vadinfo.VadInfo, version=(2, 0, 0)
+            ),
+            requirements.ListRequirement(
+                name="pid",
+                element_type=int,
+                description="Process IDs to walk instead of the secure processes",
+                optional=True,
+            ),
+            requirements.BooleanRequirement(
+                name="scan",
+                description="Also walk processes found only by pool scanning (unlinked)",
+                default=False,
+                optional=True,
+            ),
+        ]
+
+    @classmethod
+    def account_processes(
+        cls,
+        context: interfaces.context.ContextInterface,
+        kernel_module_name: str,
+        pids: List[int] | None = None,
+        scan: bool = False,
+        progress_callback=None,
+    ) -> Iterator[ProcessPages]:
+        """Page accounting of the secure processes, or of the processes ``pids`` names; with
+        ``scan`` also of those only the pool scanner finds."""
+        read = reader.ProcessReader(context, kernel_module_name)
+        chosen: List[Tuple[interfaces.objects.ObjectInterface, object]] = []
+        for proc, _linked in reader.iter_processes(context, kernel_module_name, scan=scan,
+                                                   pids=pids):
+            fields = read(proc)
+            if pids or derive_secure(fields).secure:
+                chosen.append((proc, fields))
+        for index, (proc, fields) in enumerate(chosen):
+            stage = None
+            if progress_callback is not None:
+                def stage(percent, text, index=index, name=fields.name):
+                    progress_callback((index + percent / 100) * 100 / len(chosen),
+                                      f"{text} ({name})")
+            yield page_accounting.process_pages(
+                context, kernel_module_name, proc, pid=fields.pid, name=fields.name,
+                progress_callback=stage,
+            )
+
+    def _generator(self):
+        for process in self.account_processes(
+            self.context,
+            self.config["kernel"],
+            pids=self.config.get("pid", None),
+            scan=self.config.get("scan", False),
+            progress_callback=self._progress_callback,
+        ):
+            for problem in process.problems:
+                vollog.warning(f"PID {process.pid}: {problem}")
+            pid = process.pid if process.pid is not None else renderers.UnreadableValue()
+            name = process.name if process.name is not None else renderers.UnreadableValue()
+            for region in process.regions:
+                yield (
+                    0,
+                    (
+                        pid,
+                        name,
+                        format_hints.Hex(region.start),
+                        format_hints.Hex(region.end),
+                        region.pages,
+                        region.absent,
+                        region.zero_filled,
+                        region.readable,
+                        region.rendered_verdict,
+                    ),
+                )
+
+    def run(self) -> renderers.TreeGrid:
+        return renderers.TreeGrid(
+            [
+                ("PID", int),
+                ("ImageFileName", str),
+                ("Start", format_hints.Hex),
+                ("End", format_hints.Hex),
+                ("Pages", int),
+                ("Absent", int),
+                ("ZeroFilled", int),
+                ("Readable", int),
+                ("Verdict", str),
+            ],
+            self._generator(),
+        )
