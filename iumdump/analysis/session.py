@@ -272,8 +272,9 @@ class Hasher:
         self._thread.join()
 
     def result(self, quiet: bool = False) -> str:
-        with phase_bar("Hashing dump (sha256)", quiet, total=self.dump.size, unit="B",
-                       unit_scale=True, unit_divisor=1024) as bar:
+        # Start the bar where the background thread already is, so the rate shown is real.
+        with phase_bar("Hashing dump (sha256)", quiet, total=self.dump.size, initial=self.done,
+                       unit="B", unit_scale=True, unit_divisor=1024) as bar:
             while self._thread.is_alive():
                 self._thread.join(0.1)
                 bar.update(self.done - bar.n)
