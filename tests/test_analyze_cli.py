@@ -21,10 +21,12 @@ from iumdump.report.text import html_text, markdown as md_text
 
 # Every scenario in its default acquisition (a bitmap crash dump: VTL1 pages absent), and the
 # adversarial one in each other format: zero-filled (raw, complete crash dump) and readable (a
-# host-side capture).
-CASES = [("credential-guard", "crash-bitmap"), ("no-vbs", "crash-bitmap"),
-         ("adversarial", "crash-bitmap"), ("adversarial", "raw"), ("adversarial", "crash-full"),
-         ("adversarial", "host")]
+# host-side capture). Then the adversarial machine laid out by the real 1607 and 2004 kernels'
+# symbol tables (SecurePid and TrustletIdentity on 1607), where ../shared/isf has them.
+CASES = [("credential-guard", "crash-bitmap", "builtin"), ("no-vbs", "crash-bitmap", "builtin"),
+         ("adversarial", "crash-bitmap", "builtin"), ("adversarial", "raw", "builtin"),
+         ("adversarial", "crash-full", "builtin"), ("adversarial", "host", "builtin"),
+         ("adversarial", "crash-bitmap", "14393"), ("adversarial", "crash-bitmap", "19041")]
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -37,9 +39,9 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module", params=CASES, ids=["-".join(case) for case in CASES])
 def analyzed(request, synth_dump, tmp_path_factory):
     """(truth, report dict, output directory, stdout) of one analysis."""
-    scenario, fmt = request.param
-    result = synth_dump(scenario, fmt)
-    out = tmp_path_factory.mktemp(f"report-{scenario}-{fmt}")
+    scenario, fmt, profile = request.param
+    result = synth_dump(scenario, fmt, profile)
+    out = tmp_path_factory.mktemp(f"report-{scenario}-{fmt}-{profile}")
     code, stdout, stderr = run_cli("analyze", str(result.dump_path), "-s",
                                    str(result.symbols_dir), "-o", str(out), "--offline", "-q")
     assert (code, stderr) == (0, "")

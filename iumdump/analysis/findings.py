@@ -113,6 +113,14 @@ def _is_trustlet(process: DerivedProcess) -> bool:
     return process.verdict == SECURE and not _is_secure_system(process)
 
 
+def _not_secure_because(process: DerivedProcess) -> str:
+    """The field that says so, as this build keeps it (DESIGN §4)."""
+    source = process.secure.source or "the secure state"
+    if source.endswith("SecurePid"):
+        return f"{source} is 0"
+    return f"{source} bit 0 is clear"
+
+
 def _trustlet_label(process: DerivedProcess) -> str:
     if process.trustlet_id is None:
         return ""
@@ -154,7 +162,7 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
                 else "")
         add(MASQUERADE_KIND, HIGH,
             f"{who} carries the image name of a Windows trustlet but is not a secure process "
-            "(SecureState bit 0 is clear): the real one runs in VTL1 as a trustlet. A normal "
+            f"({_not_secure_because(process)}): the real one runs in VTL1 as a trustlet. A normal "
             f"process borrowing the name is a likely sign of masquerading; examine its image "
             f"path, parent (PPID {process.ppid}) and threads.{also}")
     elif _is_trustlet(process):

@@ -3,15 +3,17 @@ message tells an analyst."""
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
 
+import pytest
+from report_fixtures import LAYOUT_19041, credential_guard_machine, pages, process
+
+from iumdump.analysis.derive import ProcessFields, derive_process
 from iumdump.analysis.findings import (CREDENTIAL_GUARD, ENCLAVE_HOST_KIND, HIGH, INFO, KINDS,
                                        LOW, MASQUERADE_KIND, MEDIUM, PARTIAL_ANALYSIS,
                                        SECURE_STATE_UNKNOWN, SEVERITIES, TRUSTLET,
                                        TRUSTLET_PAGES_INACCESSIBLE, TRUSTLET_PAGES_READABLE,
                                        UNLINKED_PROCESS, VBS_ACTIVE, analyze, count_by_severity)
-
-from report_fixtures import credential_guard_machine, pages, process
 
 
 def kinds(findings) -> set[tuple[str, int | None]]:
@@ -141,3 +143,15 @@ def test_messages_keep_the_name_as_decoded(name):
     """Findings are data: escaping is the renderers' job, so the message holds the raw name."""
     found = analyze([process(name, 10, linked=False)], {}, "raw")
     assert name in found[0].message
+
+
+def test_masquerade_names_the_field_of_the_build():
+    """1507–1703 kernels keep the secure state in Pcb.SecurePid, not in SecureState."""
+    layout = dataclasses.replace(LAYOUT_19041, secure_state=None, secure_pid="Pcb.SecurePid",
+                                 trustlet_identity="TrustletIdentity")
+    fake = derive_process(ProcessFields(offset=0x1000, pid=6240, ppid=4420, name="LsaIso.exe",
+                                        secure_pid=0, trustlet_identity=0, layout=layout))
+    found = analyze([fake], {}, "crash-bitmap")
+    assert "(Pcb.SecurePid is 0)" in found[0].message
+    assert "(Pcb.SecureState bit 0 is clear)" in analyze([process("LsaIso.exe", 1)], {},
+                                                        "raw")[0].message
