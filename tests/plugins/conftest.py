@@ -1,4 +1,5 @@
-"""Fixtures of the plugin tests: iumdump's plugins registered with Volatility, by their names."""
+"""Fixtures of the tests of vol_plugins (a directory named vol_plugins here would shadow the
+package: pytest puts tests/ on sys.path, and a namespace package wins over the editable install)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,62 @@
+"""``vol -p vol_plugins -f DUMP -s SYMBOLS windows.<plugin> -r json`` run as a subprocess gives
+the same rows as the plugin run through Volatility's Python API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iumdump.analysis.reader import json_value
+from iumdump.commands.plugins import plugin_directory
+
+VOL = Path(sys.executable).with_name("vol")
+
+# One real symbol table (14393: TrustletId has values); each costs vol seconds to index and
+# load, and the in-process tests already cover every profile.
+CASES = [
+    ("credential-guard", "crash-bitmap", "builtin", "secureprocs", {}),
+    ("adversarial", "raw", "builtin", "secureprocs", {"scan": True}),
+    ("adversarial", "crash-full", "14393", "secureprocs", {"scan": True}),
+    ("adversarial", "host", "builtin", "extbasicinfo", {}),
+    ("adversarial", "crash-bitmap", "builtin", "trustletpages", {"scan": True}),
+]
+
+
+def vol_json(dump, cache_dir: Path, plugin: str, options: dict) -> list[dict]:
+    arguments = []
+    for name, value in options.items():
+        if value is True:
+            arguments.append(f"--{name}")
+        else:
+            arguments += [f"--{name}", *map(str, value)]
+    command = [str(VOL), "-q", "--offline", "--cache-path", str(cache_dir),
+               "-p", str(plugin_directory()), "-f", str(dump.dump_path),
+               "-s", str(dump.symbols_dir), "-r", "json", f"windows.{plugin}", *arguments]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    for row in rows:
+        assert row.pop("__children") == []
+    return rows
+
+
+@pytest.mark.parametrize("scenario, fmt, profile, plugin, options", CASES,
+                         ids=[f"{c[3]}-{c[0]}-{c[1]}-{c[2]}" for c in CASES])
+def test_vol_json_equals_python_api(scenario, fmt, profile, plugin, options, synth_dump,
+                                    plugin_session, plugin_classes, vol_cache_dir):
+    dump = synth_dump(scenario, fmt, profile)
+    cli = vol_json(dump, vol_cache_dir, plugin, options)
+    api = [{column: json_value(value) for column, value in row.items()}
+           for row in plugin_session(dump).rows(plugin_classes[plugin], **options)]
+    assert cli == api
+    assert cli  # each case has rows to compare
+
+
+def test_secureprocs_pid_option_from_the_command_line(synth_dump, vol_cache_dir):
+    dump = synth_dump("credential-guard", "raw", "builtin")
+    rows = vol_json(dump, vol_cache_dir, "secureprocs", {"pid": [712, 724]})
+    assert [(row["PID"], row["Verdict"]) for row in rows] == [(712, "secure"), (724, "normal")]
