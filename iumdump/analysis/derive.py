@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..structs.process_info import FLAG_NAMES, BasicInformation, ExtendedBasicInformation
-from ..structs.protection import parse_protection
+from ..structs.protection import PsProtectedSigner, PsProtectedType, parse_protection
 
 # -- process verdicts (DESIGN §5, windows.secureprocs) ------------------------------------------
 SECURE = "secure"
@@ -240,6 +240,14 @@ def derive_secure(fields: ProcessFields) -> SecureInfo:
 def derive_protection_text(level: int | None) -> str | None:
     """``0x41`` → ``ProtectedLight/Lsa``; None (unknown) stays None."""
     return None if level is None else parse_protection(level).text
+
+
+def is_defined_protection(level: int) -> bool:
+    """Whether a PS_PROTECTION byte has a type and signer Windows defines (an undefined one
+    in a dump means smear or tampering: Windows never sets it)."""
+    protection = parse_protection(level)
+    return (protection.type in PsProtectedType.__members__.values()
+            and protection.signer in PsProtectedSigner.__members__.values())
 
 
 def is_known_trustlet_image(name: str | None) -> bool:

@@ -347,7 +347,8 @@ def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[Region],
     """Distribute the mapped pages over ``regions``; pages outside every region form one extra
     region per virtually contiguous run (tag None). Overlapping regions (a corrupt VAD tree) are
     clipped so that no page is counted twice, and marked partial. Each row carries the problems
-    that touch it (process-wide ones touch every row). Rows are in address order."""
+    that touch it (process-wide ones touch every row); a range that could not be walked and
+    touches no row becomes a row of its own with zero counts. Rows are in address order."""
     problems = list(problems)
     clipped: list[Region] = []
     for region in sorted(regions, key=lambda r: (r.start, r.end)):
@@ -386,6 +387,14 @@ def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[Region],
             for r, tally in zip(clipped, tallies) if include_empty or tally.pages]
     rows += [tally.row(first << PAGE_SHIFT, (after << PAGE_SHIFT) - 1, None, None, problems)
              for first, tally, after in outside]
+    # A range that could not be walked and touches no row still gets one, so the output shows
+    # it (zero counts, partial) rather than only a log line.
+    unseen: dict[tuple[int, int], list[str]] = {}
+    for problem in problems:
+        if problem.start is not None and not any(problem.overlaps(r.start, r.end) for r in rows):
+            unseen.setdefault((problem.start, problem.end - 1), []).append(problem.message)
+    rows += [RegionPages(start, end, problems=tuple(messages))
+             for (start, end), messages in unseen.items()]
     rows.sort(key=lambda row: row.start)
     return tuple(rows)
 

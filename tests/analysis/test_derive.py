@@ -222,3 +222,12 @@ class TestRegions:
         assert pages.verdict == PARTIALLY_READABLE
         assert not pages.partial
         assert pages.as_dict()["regions"][1]["verdict"] == READABLE
+
+
+def test_defined_protection_levels():
+    from iumdump.analysis.derive import is_defined_protection
+    assert is_defined_protection(0x00) and is_defined_protection(0x41)
+    assert is_defined_protection(0x82)  # Protected/App
+    assert not is_defined_protection(0x03)  # Type 3 is PsProtectedTypeMax, not a level
+    assert not is_defined_protection(0x91)  # Signer 9 is PsProtectedSignerMax
+    assert not is_defined_protection(0xFF)

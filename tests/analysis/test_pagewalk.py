@@ -221,6 +221,16 @@ def test_problems_mark_only_the_rows_they_touch():
     assert rows[0].rendered_verdict == "readable (partial)"
 
 
+def test_a_range_that_could_not_be_walked_gets_its_own_row():
+    physical = FakePhysical({0x100: content()}, 0x1000)
+    runs = [Run(0x10, 0x100, 1)]
+    rows = account(runs, FrameFates(physical, runs), [Region(0x10000, 0x10FFF)],
+                   [Problem("PDPT missing", 1 << 39, 2 << 39)])
+    assert [(r.start, r.end, r.pages, r.rendered_verdict) for r in rows] == [
+        (0x10000, 0x10FFF, 1, "readable"),
+        (1 << 39, (2 << 39) - 1, 0, "inaccessible (partial)")]
+
+
 def test_frames_beyond_memory_make_the_row_partial():
     physical = FakePhysical({}, 0x10)
     runs = [Run(0x10, 0xFFFF_FFFF, 1)]

@@ -31,7 +31,7 @@ from volatility3.framework.renderers import format_hints
 from volatility3.plugins.windows import pslist, psscan
 
 from iumdump.analysis import reader
-from iumdump.analysis.derive import DerivedProcess, derive_process
+from iumdump.analysis.derive import DerivedProcess, derive_process, is_defined_protection
 
 vollog = logging.getLogger(__name__)
 
@@ -112,6 +112,11 @@ class SecureProcs(interfaces.plugins.PluginInterface):
                 vollog.info(
                     f"Process at {fields.offset:#x}: unreadable "
                     f"{', '.join(sorted(fields.unreadable))}; row is partial"
+                )
+            if fields.protection is not None and not is_defined_protection(fields.protection):
+                vollog.warning(
+                    f"Process at {fields.offset:#x}: Protection {fields.protection:#04x} has a "
+                    "type or signer Windows does not define (smear or tampering?)"
                 )
             yield (
                 0,

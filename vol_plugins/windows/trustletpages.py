@@ -38,6 +38,8 @@ from iumdump.analysis.derive import ProcessPages, derive_secure
 
 vollog = logging.getLogger(__name__)
 
+MAX_LOGGED_PROBLEMS = 10  # per process: a damaged table can report thousands
+
 
 class TrustletPages(interfaces.plugins.PluginInterface):
     """Accounts for the user pages of secure processes: absent from the dump, zero-filled, readable."""
@@ -113,8 +115,13 @@ class TrustletPages(interfaces.plugins.PluginInterface):
             scan=self.config.get("scan", False),
             progress_callback=self._progress_callback,
         ):
-            for problem in process.problems:
+            for problem in process.problems[:MAX_LOGGED_PROBLEMS]:
                 vollog.warning(f"PID {process.pid}: {problem}")
+            if len(process.problems) > MAX_LOGGED_PROBLEMS:
+                vollog.warning(
+                    f"PID {process.pid}: {len(process.problems) - MAX_LOGGED_PROBLEMS} more "
+                    "problems (rows marked partial)"
+                )
             pid = process.pid if process.pid is not None else renderers.UnreadableValue()
             name = process.name if process.name is not None else renderers.UnreadableValue()
             for region in process.regions:

@@ -1,0 +1,297 @@
+"""Hostile structures: the plugins give partial or unavailable values, never an exception or a hang.
+
+Each test copies a synthesized dump and patches bytes in the copy (the fixture's dump is never
+touched), locating what to patch by name: EPROCESS addresses from truth.json, field offsets from
+the dump's symbol table, page-table entries by walking from the process's DTB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import signal
+import struct
+
+import pytest
+from volatility3.framework import renderers
+from volatility3.framework.interfaces.renderers import BaseAbsentValue
+
+from iumdump.analysis.derive import PARTIAL_SUFFIX
+from iumdump.isf import SymbolTable
+
+TIME_LIMIT = 60  # seconds for one plugin run on a 32 MiB dump; a loop would never end
+ADDRESS_MASK = 0x000F_FFFF_FFFF_F000
+
+
+@contextlib.contextmanager
+def deadline(seconds: int = TIME_LIMIT):
+    def expired(_signum, _frame):
+        raise TimeoutError(f"plugin still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Patch:
+    """A copy of a dump to damage, addressed the way the original's Volatility context maps it."""
+
+    def __init__(self, original, tmp_path, session):
+        self.original = original
+        self.path = tmp_path / original.dump_path.name
+        shutil.copyfile(original.dump_path, self.path)
+        self.result = dataclasses.replace(original, dump_path=self.path)
+        context = session.context
+        kernel = context.modules[session.kernel_module_name]
+        self.kernel_layer = context.layers[kernel.layer_name]
+        self.physical = context.layers[self.kernel_layer.config["memory_layer"]]
+        self.symbols = SymbolTable.load(original.isf_path)
+
+    def process(self, pid: int) -> dict:
+        return next(p for p in self.original.truth["processes"] if p["pid"] == pid)
+
+    def field(self, pid: int, path: str) -> tuple[int, int]:
+        """(virtual address, size) of ``_EPROCESS.path`` of process ``pid``."""
+        member = self.symbols.member("_EPROCESS", path)
+        return self.process(pid)["address"] + member.offset, member.size
+
+    def file_offset(self, physical: int) -> int:
+        if hasattr(self.physical, "mapping"):  # a crash dump: physical → file through its runs
+            (_, _, offset, _, _), = self.physical.mapping(physical, 1)
+            return offset
+        return physical
+
+    def read_physical(self, physical: int, length: int) -> bytes:
+        return self.physical.read(physical, length)
+
+    def write_physical(self, physical: int, data: bytes) -> None:
+        with open(self.path, "r+b") as handle:
+            handle.seek(self.file_offset(physical))
+            handle.write(data)
+
+    def write_virtual(self, va: int, data: bytes) -> None:
+        physical, _ = self.kernel_layer.translate(va & 0xFFFF_FFFF_FFFF)
+        self.write_physical(physical, data)
+
+    def write_field(self, pid: int, path: str, value: int | bytes) -> None:
+        va, size = self.field(pid, path)
+        data = value if isinstance(value, bytes) else value.to_bytes(size, "little")
+        assert len(data) == size
+        self.write_virtual(va, data)
+
+    def entry_address(self, dtb: int, va: int, level: int) -> int:
+        """Physical address of the paging entry for ``va`` at ``level`` (4 PML4E … 1 PTE)."""
+        table = dtb & ADDRESS_MASK
+        for current in (4, 3, 2, 1):
+            address = table + ((va >> (12 + 9 * (current - 1))) & 0x1FF) * 8
+            if current == level:
+                return address
+            (entry,) = struct.unpack("<Q", self.read_physical(address, 8))
+            assert entry & 1, f"no table for {va:#x} at level {current}"
+            table = entry & ADDRESS_MASK
+        raise ValueError(level)
+
+    def write_entry(self, address: int, entry: int) -> None:
+        self.write_physical(address, struct.pack("<Q", entry))
+
+
+@pytest.fixture
+def patch(synth_dump, plugin_session, tmp_path):
+    def make(scenario="credential-guard", fmt="raw", profile="builtin"):
+        original = synth_dump(scenario, fmt, profile)
+        return Patch(original, tmp_path, plugin_session(original))
+    return make
+
+
+@pytest.fixture
+def run(plugin_session, plugin_classes):
+    def run_plugin(result, name, **options):
+        session = plugin_session(result)
+        with deadline():
+            return session.rows(plugin_classes[name], **options)
+    return run_plugin
+
+
+def linked(truth):
+    return [p for p in truth["processes"] if p["linked"]]
+
+
+def assert_unique_subset(rows, truth):
+    pids = [row["PID"] for row in rows]
+    assert len(pids) == len(set(pids))
+    assert set(pids) <= {p["pid"] for p in truth["processes"]}
+
+
+def test_process_list_loop_ends_and_lists_each_process_once(patch, run):
+    """ActiveProcessLinks.Flink of a late process points back at an earlier one: the forward
+    walk meets an entry it has seen; the backward walk still reaches every process."""
+    dump = patch()
+    processes = linked(dump.original.truth)
+    early, late = processes[3], processes[-3]
+    target, _ = dump.field(early["pid"], "ActiveProcessLinks")
+    dump.write_field(late["pid"], "ActiveProcessLinks.Flink", target)
+    dump.write_field(early["pid"], "ActiveProcessLinks.Flink", dump.field(early["pid"],
+                                                                           "ActiveProcessLinks")[0])
+    for plugin in ("secureprocs", "extbasicinfo", "trustletpages"):
+        rows = run(dump.result, plugin)
+        if plugin != "trustletpages":
+            assert_unique_subset(rows, dump.original.truth)
+            assert {row["PID"] for row in rows} == {p["pid"] for p in processes}
+
+
+def test_links_outside_memory_end_the_walk_cleanly(patch, run):
+    """Flink and Blink pointing at unmapped and non-canonical addresses cut the list: the
+    processes reachable from either end are listed, nothing raises."""
+    dump = patch()
+    processes = linked(dump.original.truth)
+    dump.write_field(processes[5]["pid"], "ActiveProcessLinks.Flink", 0xFFFF_F6FB_0000_0000)
+    dump.write_field(processes[-5]["pid"], "ActiveProcessLinks.Blink", 0x0000_7FFF_DEAD_0000)
+    rows = run(dump.result, "secureprocs")
+    assert_unique_subset(rows, dump.original.truth)
+    pids = {row["PID"] for row in rows}
+    assert {p["pid"] for p in processes[:6]} <= pids
+    assert {p["pid"] for p in processes[-5:]} <= pids
+    assert not {p["pid"] for p in processes[6:-5]} & pids  # the cut took effect
+    run(dump.result, "trustletpages", scan=True)
+
+
+def _page_end_candidate(dump: Patch, session) -> int:
+    """A kernel page whose successor is unmapped, with its last 16 bytes free (zero)."""
+    layer = dump.kernel_layer
+    for process in dump.original.truth["processes"]:
+        page = process["address"] & 0xFFFF_FFFF_F000 & ~0xFFF
+        for candidate in range(page, page + 0x40_0000, 0x1000):
+            if layer.is_valid(candidate) and not layer.is_valid(candidate + 0x1000) \
+                    and layer.read(candidate + 0xFF0, 16) == bytes(16):
+                return candidate
+    pytest.fail("no mapped kernel page followed by an unmapped one near the processes")
+
+
+def test_a_process_straddling_unmapped_memory_gives_unreadable_cells(patch, run,
+                                                                     plugin_session):
+    """A list entry near the end of a mapped page whose EPROCESS runs into an unmapped one:
+    the fields on the mapped page are read, the others are UnreadableValue; every other row is
+    intact."""
+    dump = patch()
+    session = plugin_session(dump.original)
+    page = _page_end_candidate(dump, session)
+    entry = page + 0x1000 - 16
+    processes = linked(dump.original.truth)
+    before, after = processes[7], processes[8]
+    after_links, _ = dump.field(after["pid"], "ActiveProcessLinks")
+    before_links, _ = dump.field(before["pid"], "ActiveProcessLinks")
+    canonical = 0xFFFF_0000_0000_0000 | entry
+    dump.write_virtual(entry, struct.pack("<QQ", after_links, before_links))
+    dump.write_field(before["pid"], "ActiveProcessLinks.Flink", canonical)
+
+    rows = run(dump.result, "secureprocs")
+    fake = [row for row in rows if row["Offset(V)"] == entry - dump.symbols.member(
+        "_EPROCESS", "ActiveProcessLinks").offset]
+    assert len(fake) == 1
+    (fake,) = fake
+    assert isinstance(fake["ImageFileName"], renderers.UnreadableValue)
+    assert isinstance(fake["Protection"], renderers.UnreadableValue)
+    assert isinstance(fake["PID"], int)  # UniqueProcessId lies on the mapped page
+    others = {row["PID"]: row for row in rows if row is not fake}
+    assert set(others) == {p["pid"] for p in processes}
+    assert all(row["Verdict"] == p["verdict"] for p in processes
+               for row in [others[p["pid"]]])
+
+    (info,) = [row for row in run(dump.result, "extbasicinfo")
+               if row["ImageFileName"] is not None
+               and isinstance(row["ImageFileName"], renderers.UnreadableValue)]
+    assert isinstance(info["IsProtectedProcess"], renderers.UnreadableValue)
+    assert isinstance(info["Bytes"], renderers.UnreadableValue)
+
+
+def test_garbage_flag_words_decode_exactly_without_raising(patch, run):
+    """All-ones in Protection, Flags, Flags2, Flags3, the KPROCESS flags and SecureState of a
+    normal process: the row decodes the bits as Windows would — an undefined protection type
+    shows as such — and nothing raises."""
+    dump = patch()
+    victim = next(p for p in linked(dump.original.truth) if p["name"] == "svchost.exe")
+    pid = victim["pid"]
+    for path in ("Protection", "Flags", "Flags2", "Flags3", "Pcb.SecureState"):
+        _, size = dump.field(pid, path)
+        dump.write_field(pid, path, b"\xff" * size)
+    _, size = dump.field(pid, "Pcb.DeepFreeze")
+    dump.write_field(pid, "Pcb.DeepFreeze", b"\xff" * size)
+
+    row = {r["PID"]: r for r in run(dump.result, "secureprocs")}[pid]
+    assert row["Protection"] == "Type7/Signer15+Audit"
+    assert row["Secure"] is True and row["Verdict"] == "secure"
+    assert row["SecureHandle"] == 0xFFFF_FFFF_FFFF_FFFC
+    # every derivable flag bit set: all but IsStronglyNamed (6) and IsTrustedApp (9, unnamed);
+    # IsWow64Process comes from a pointer that was left alone
+    assert row["ExtendedFlags"] == 0b0110111101
+    info = {r["PID"]: r for r in run(dump.result, "extbasicinfo")}[pid]
+    assert info["IsProcessDeleting"] is True and info["IsSubsystemProcess"] is True
+    assert isinstance(info["IsStronglyNamed"], BaseAbsentValue)
+
+
+def _trustlet(truth):
+    return next(p for p in truth["processes"] if p["secure"] and p["pages"] and p["linked"])
+
+
+@pytest.mark.parametrize("fmt", ["raw", "crash-bitmap"])
+def test_ptes_past_the_end_of_the_dump_make_rows_partial(patch, run, fmt):
+    """A PTE whose frame lies beyond the memory the dump describes, and a PDE whose page table
+    does: those regions' rows say "(partial)", the others are untouched."""
+    dump = patch(fmt=fmt)
+    trustlet = _trustlet(dump.original.truth)
+    regions = trustlet["pages"]["regions"]
+    first, second = regions[0], regions[-1]
+    dump.write_entry(dump.entry_address(trustlet["dtb"], first["start"], 1),
+                     (0x3_FFFF_F000 | 0x67))
+    dump.write_entry(dump.entry_address(trustlet["dtb"], second["start"], 2),
+                     (0x7_FFFF_E000 | 0x67))
+    rows = run(dump.result, "trustletpages", pid=[trustlet["pid"]])
+    by_start = {row["Start"]: row for row in rows}
+    assert by_start[first["start"]]["Verdict"].endswith(PARTIAL_SUFFIX)
+    assert by_start[first["start"]]["Pages"] == first["pages"]
+    assert by_start[first["start"]]["Absent"] >= 1
+    (covering,) = [row for row in rows if row["Start"] <= second["start"] <= row["End"]]
+    assert covering["Verdict"].endswith(PARTIAL_SUFFIX)
+    untouched = [r for r in regions[1:-1]]
+    for region in untouched:
+        assert not by_start[region["start"]]["Verdict"].endswith(PARTIAL_SUFFIX)
+        assert by_start[region["start"]]["Pages"] == region["pages"]
+
+
+def test_page_table_loop_is_walked_once(patch, run):
+    """A PML4 entry that points back at the PML4: the walk ends, the regions are counted as
+    before, and the 512 GiB the entry claims to map get a row of their own, partial."""
+    dump = patch()
+    trustlet = _trustlet(dump.original.truth)
+    pml4 = trustlet["dtb"] & ADDRESS_MASK
+    free = next(i for i in range(1, 256)
+                if not struct.unpack("<Q", dump.read_physical(pml4 + i * 8, 8))[0] & 1)
+    dump.write_entry(pml4 + free * 8, pml4 | 0x67)
+    rows = run(dump.result, "trustletpages", pid=[trustlet["pid"]])
+    loop = [row for row in rows if row["Start"] == free << 39]
+    assert [(row["End"], row["Pages"], row["Verdict"]) for row in loop] == \
+        [(((free + 1) << 39) - 1, 0, "inaccessible" + PARTIAL_SUFFIX)]
+    regions = [row for row in rows if row not in loop]
+    assert [(row["Start"], row["Pages"], row["Verdict"].endswith(PARTIAL_SUFFIX))
+            for row in regions] == \
+        [(r["start"], r["pages"], False) for r in trustlet["pages"]["regions"]]
+
+
+def test_unreadable_dtb_and_vad_root_give_partial_rows(patch, run):
+    dump = patch()
+    trustlet = _trustlet(dump.original.truth)
+    dump.write_field(trustlet["pid"], "Pcb.DirectoryTableBase", 0x7F_FFFF_F000)
+    (row,) = run(dump.result, "trustletpages", pid=[trustlet["pid"]])
+    assert row["Pages"] == 0 and row["Verdict"] == "inaccessible" + PARTIAL_SUFFIX
+
+    dump = patch(fmt="crash-full")
+    trustlet = _trustlet(dump.original.truth)
+    dump.write_field(trustlet["pid"], "VadRoot", 0xFFFF_F6FB_0000_0000)
+    rows = run(dump.result, "trustletpages", pid=[trustlet["pid"]])
+    assert rows and all(row["Verdict"].endswith(PARTIAL_SUFFIX) for row in rows)
+    assert sum(row["Pages"] for row in rows) == trustlet["pages"]["mapped"]
