@@ -85,9 +85,12 @@ def test_secureprocs_rows_equal_truth(dump, run):
         assert row["Verdict"] == process["verdict"], process["name"]
 
 
+@pytest.mark.parametrize("dump", [m for m in MATRIX if m[0] == "adversarial"],
+                         ids=[i for m, i in zip(MATRIX, IDS) if m[0] == "adversarial"],
+                         indirect=True)
 def test_secureprocs_without_scan_lists_the_active_list(dump, run):
-    if not needs_scan(dump.truth):
-        pytest.skip("every process is linked: test_secureprocs_rows_equal_truth ran without scan")
+    """Where a process is unlinked, only --scan lists it (elsewhere the rows test ran without)."""
+    assert needs_scan(dump.truth)
     rows = by_pid(run("secureprocs"))
     assert sorted(rows) == sorted(p["pid"] for p in dump.truth["processes"] if p["linked"])
     assert all(row["Linked"] is True for row in rows.values())

@@ -1,0 +1,111 @@
+"""The Volatility-facing reader: fields found by name per build, read per process, sessions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from volatility3.framework import renderers
+
+from iumdump.analysis import reader
+from iumdump.analysis.derive import KernelLayout, Unknown, derive_process
+from iumdump.errors import DumpFormatError
+
+COMMON = dict(
+    protection="Protection", wow64_process="WoW64Process", process_delete="Flags.ProcessDelete",
+    cross_session_create="Flags2.CrossSessionCreate", deep_freeze="Pcb.ProcessFlags.DeepFreeze",
+    background="Flags.Background", subsystem_process="Flags3.SubsystemProcess",
+    minimal="Flags3.Minimal", exit_status="ExitStatus", peb="Peb",
+    affinity="Pcb.Affinity.Bitmap", base_priority="Pcb.BasePriority")
+LAYOUTS = {
+    "builtin": KernelLayout(secure_state="Pcb.SecureState", **COMMON),
+    "19041": KernelLayout(secure_state="Pcb.SecureState", **COMMON),
+    "14393": KernelLayout(secure_pid="Pcb.SecurePid", trustlet_identity="TrustletIdentity",
+                          **COMMON),
+}
+
+
+@pytest.fixture(params=sorted(LAYOUTS))
+def kernel(request, synth_dump, volatility):
+    dump = synth_dump("adversarial", "crash-bitmap", request.param)
+    volatility.run(dump, "windows.pslist.PsList")
+    return request.param, dump, volatility.context(dump), volatility.kernel_module(dump)
+
+
+def test_layout_is_probed_by_name(kernel):
+    profile, _dump, context, module = kernel
+    assert reader.kernel_layout(context, module) == LAYOUTS[profile]
+
+
+def test_every_process_reads_completely_and_matches_truth(kernel):
+    _profile, dump, context, module = kernel
+    read = reader.ProcessReader(context, module)
+    truth = {p["pid"]: p for p in dump.truth["processes"]}
+    seen = set()
+    for proc, linked in reader.iter_processes(context, module, scan=True):
+        fields = read(proc, linked=linked)
+        expected = truth[fields.pid]
+        assert not fields.partial and fields.unreadable == frozenset()
+        assert (fields.name, fields.ppid, fields.linked, fields.offset) == \
+            (expected["name"], expected["ppid"], expected["linked"], expected["offset"])
+        assert fields.protection == expected["protection"]
+        assert bool(fields.minimal) is expected["minimal"]
+        process = derive_process(fields)
+        assert process.flags.as_dict() == expected["flags"]
+        assert process.verdict == expected["verdict"]
+        seen.add(fields.pid)
+    assert seen == set(truth)
+
+
+def test_read_processes_reports_progress(kernel):
+    _profile, dump, context, module = kernel
+    calls = []
+    fields = list(reader.read_processes(context, module, pids=[712, 724],
+                                        progress_callback=lambda p, t: calls.append((p, t))))
+    assert [f.pid for f in fields] == [712, 724]
+    assert [p for p, _ in calls] == [0.0, 50.0, 100.0]
+    assert {t for _, t in calls} == {"Reading processes"}
+
+
+def test_absent_values_say_why():
+    absent = reader.absent_value
+    assert isinstance(absent(Unknown.UNREADABLE), renderers.UnreadableValue)
+    assert isinstance(absent(Unknown.ABSENT), renderers.NotAvailableValue)
+    assert isinstance(absent(Unknown.NOT_DERIVABLE), renderers.NotAvailableValue)
+
+
+def test_open_dump_serves_several_plugins_on_one_context(synth_dump):
+    from volatility3.plugins.windows import pslist, psscan
+
+    dump = synth_dump("adversarial", "raw", "builtin")
+    session = reader.open_dump(dump.dump_path, [dump.symbols_dir])
+    listed = session.rows(pslist.PsList)
+    scanned = session.rows(psscan.PsScan)
+    again = session.rows(pslist.PsList, pid=[712])
+    assert sorted(r["PID"] for r in listed) == sorted(
+        p["pid"] for p in dump.truth["processes"] if p["linked"])
+    assert len(scanned) == len(dump.truth["processes"])
+    assert [r["PID"] for r in again] == [712]  # options do not leak between runs
+    assert [r["PID"] for r in session.rows(pslist.PsList)] == [r["PID"] for r in listed]
+
+
+def test_open_dump_rejects_what_is_not_a_windows_dump(tmp_path):
+    junk = tmp_path / "junk.raw"
+    junk.write_bytes(bytes(1 << 20))
+    with pytest.raises(DumpFormatError) as caught:
+        reader.open_dump(junk, [])
+    assert str(junk) in str(caught.value)
+
+
+def test_json_value_is_what_vol_json_prints():
+    assert reader.json_value(renderers.NotApplicableValue()) is None
+    assert reader.json_value(renderers.UnreadableValue()) is None
+    assert reader.json_value(True) is True
+    assert reader.json_value(7) == 7
+
+
+def test_layout_fields_match_process_fields():
+    """Every attribute the layout names is a ProcessFields attribute (the reader relies on it)."""
+    from iumdump.analysis.derive import ProcessFields
+    names = {f.name for f in dataclasses.fields(ProcessFields)}
+    assert {f.name for f in dataclasses.fields(KernelLayout)} - {"trusted_app"} <= names
