@@ -3,8 +3,8 @@
 A scenario names the processes of one machine and what each one is (pid, parent, session, the
 protection byte, whether it is a trustlet or an enclave host, the extended-flag conditions) and,
 for processes with a user address space, the regions of user pages and what their frames hold.
-Bundled scenarios live in ``testdata/scenarios`` (``--scenario NAME``); any other file can be
-given by path. Every problem is reported as one :class:`ScenarioError` line naming the file.
+Bundled scenarios (``--scenario NAME``) ship as package data in ``iumdump/data/scenarios``, which
+``testdata/scenarios`` in the repository points to; any other file can be given by path. Every problem is reported as one :class:`ScenarioError` line naming the file.
 
 Region contents:
 
@@ -49,7 +49,8 @@ PROTECTIONS = ("PAGE_NOACCESS", "PAGE_READONLY", "PAGE_EXECUTE", "PAGE_EXECUTE_R
 # Image names of Windows trustlets (DESIGN §4; Windows Internals 7th ed. part 1, ch. 3 "Trustlets").
 TRUSTLET_NAMES = ("LsaIso.exe", "vmsp.exe", "BioIso.exe", "FsIso.exe")
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "testdata" / "scenarios"
+# Package data, so an installed (not only an editable) iumdump finds them for `iumdump demo`.
+SCENARIO_DIR = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 
 
