@@ -177,37 +177,65 @@ def read_process(context: interfaces.context.ContextInterface, kernel_module_nam
     return ProcessReader(context, kernel_module_name)(proc, linked=linked)
 
 
+def _pid_filter(pids: Iterable[int] | None) -> Callable[[interfaces.objects.ObjectInterface], bool]:
+    """PsList's filter convention (True = leave out); a process whose UniqueProcessId cannot be
+    read cannot be one of ``pids``, and must not end the listing with an exception."""
+    if not pids:
+        return lambda _proc: False
+    wanted = set(pids)
+
+    def leave_out(proc) -> bool:
+        try:
+            return int(proc.UniqueProcessId) not in wanted
+        except exceptions.InvalidAddressException:
+            return True
+
+    return leave_out
+
+
 def iter_processes(context: interfaces.context.ContextInterface, kernel_module_name: str, *,
                    scan: bool = False, pids: Iterable[int] | None = None
                    ) -> Iterator[tuple[interfaces.objects.ObjectInterface, bool]]:
     """``(EPROCESS, linked)`` for every process of the active list, then (with ``scan``) those the
-    pool scanner finds that the list does not hold (``linked`` False). ``pids`` filters both."""
-    pid_filter = pslist.PsList.create_pid_filter(list(pids) if pids else None)
+    pool scanner finds that the list does not hold (``linked`` False). ``pids`` filters both.
+    A walk or scan that hits unreadable memory ends there with a warning; what it found stays."""
+    leave_out = _pid_filter(pids)
     seen: set[int] = set()
-    for proc in pslist.PsList.list_processes(context, kernel_module_name, filter_func=pid_filter):
-        seen.add(proc.vol.offset)
-        yield proc, True
+    try:
+        for proc in pslist.PsList.list_processes(context, kernel_module_name,
+                                                 filter_func=leave_out):
+            seen.add(proc.vol.offset)
+            yield proc, True
+    except exceptions.InvalidAddressException as excp:
+        vollog.warning(f"Active process list unreadable at {excp.invalid_address:#x}; "
+                       "the listing is partial")
     if not scan:
         return
     kernel = context.modules[kernel_module_name]
-    for proc in psscan.PsScan.scan_processes(context, kernel_module_name, filter_func=pid_filter):
-        if proc.vol.layer_name != kernel.layer_name:
-            # Before Windows 10 the scan runs over physical memory; bounce to the virtual object.
-            try:
-                virtual = psscan.PsScan.virtual_process_from_physical(context, kernel_module_name,
-                                                                      proc)
-            except exceptions.InvalidAddressException:
-                virtual = None
-            if virtual is None:
-                vollog.log(constants.LOGLEVEL_V,
-                           f"Scanned process at physical {proc.vol.offset:#x} has no virtual "
-                           "address; skipped")
+    try:
+        for proc in psscan.PsScan.scan_processes(context, kernel_module_name,
+                                                 filter_func=leave_out):
+            if proc.vol.layer_name != kernel.layer_name:
+                # Before Windows 10 the scan runs over physical memory: bounce to the virtual
+                # object.
+                try:
+                    virtual = psscan.PsScan.virtual_process_from_physical(
+                        context, kernel_module_name, proc)
+                except exceptions.InvalidAddressException:
+                    virtual = None
+                if virtual is None:
+                    vollog.log(constants.LOGLEVEL_V,
+                               f"Scanned process at physical {proc.vol.offset:#x} has no "
+                               "virtual address; skipped")
+                    continue
+                proc = virtual
+            if proc.vol.offset in seen:
                 continue
-            proc = virtual
-        if proc.vol.offset in seen:
-            continue
-        seen.add(proc.vol.offset)
-        yield proc, False
+            seen.add(proc.vol.offset)
+            yield proc, False
+    except exceptions.InvalidAddressException as excp:
+        vollog.warning(f"Pool scan stopped at unreadable {excp.invalid_address:#x}; "
+                       "the scan is partial")
 
 
 def read_processes(context: interfaces.context.ContextInterface, kernel_module_name: str, *,
@@ -226,7 +254,7 @@ def read_processes(context: interfaces.context.ContextInterface, kernel_module_n
 
 def absent_value(reason: Unknown | None) -> interfaces.renderers.BaseAbsentValue:
     """The Volatility renderer value for an unknown: unreadable memory → UnreadableValue; a field
-    the build lacks or no EPROCESS field carries → NotAvailableValue (rendered N/A)."""
+    the build lacks or no EPROCESS field carries → NotAvailableValue."""
     if reason is Unknown.UNREADABLE:
         return renderers.UnreadableValue()
     return renderers.NotAvailableValue()
@@ -289,6 +317,31 @@ def json_value(value):
     if isinstance(value, interfaces.renderers.BaseAbsentValue):
         return None
     return value
+
+
+def load_plugins() -> dict[str, type]:
+    """Volatility's plugins and iumdump's, by registered name (``windows.secureprocs.SecureProcs``),
+    as ``vol -p <iumdump plugins>`` would load them.
+
+    ``volatility3.plugins.windows`` computes its search path when first imported, and importing
+    Volatility's Windows symbols imports it, so the plugin directory goes on both paths.
+    """
+    import os
+
+    import volatility3.plugins
+    import volatility3.plugins.windows
+    from volatility3 import framework
+
+    from ..commands.plugins import plugin_directory
+
+    directory = str(plugin_directory())
+    if directory not in volatility3.plugins.__path__:
+        volatility3.plugins.__path__ = [directory] + list(volatility3.plugins.__path__)
+    windows = os.path.join(directory, "windows")
+    if windows not in volatility3.plugins.windows.__path__:
+        volatility3.plugins.windows.__path__.append(windows)
+    framework.import_files(volatility3.plugins, True)
+    return framework.list_plugins()
 
 
 def open_dump(path: str, symbol_dirs: Iterable[str] = (), *,

@@ -109,3 +109,21 @@ def test_layout_fields_match_process_fields():
     from iumdump.analysis.derive import ProcessFields
     names = {f.name for f in dataclasses.fields(ProcessFields)}
     assert {f.name for f in dataclasses.fields(KernelLayout)} - {"trusted_app"} <= names
+
+
+def test_pid_filter_leaves_out_a_process_whose_pid_is_unreadable():
+    """PsList's own filter lets the exception end the whole listing; ours skips the process."""
+    from volatility3.framework.exceptions import InvalidAddressException
+
+    class Unreadable:
+        @property
+        def UniqueProcessId(self):
+            raise InvalidAddressException("layer", 0x1000, "unreadable")
+
+    class Readable:
+        UniqueProcessId = 712
+
+    leave_out = reader._pid_filter([712])
+    assert leave_out(Unreadable()) is True
+    assert leave_out(Readable()) is False
+    assert reader._pid_filter(None)(Unreadable()) is False

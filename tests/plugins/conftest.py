@@ -7,28 +7,15 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN_DIR = Path(__file__).resolve().parents[2] / "vol_plugins"
-
 
 @pytest.fixture(scope="session", autouse=True)
 def iumdump_plugins(volatility):
-    """Make ``volatility.run(dump, "windows.secureprocs.SecureProcs")`` find the plugins.
+    """Make ``volatility.run(dump, "windows.secureprocs.SecureProcs")`` find the plugins: the
+    runner added the plugin directory to ``volatility3.plugins.__path__`` only, after
+    ``volatility3.plugins.windows`` had computed its own path (see reader.load_plugins)."""
+    from iumdump.analysis.reader import load_plugins
 
-    ``volatility3.plugins.windows`` computes its ``__path__`` from ``volatility3.plugins.__path__``
-    when first imported, and anything importing Volatility's Windows symbols imports it early,
-    so a plugin directory added to ``volatility3.plugins.__path__`` later is not searched for
-    ``windows/`` modules. Extending the package's own path, as ``vol -p`` effectively does,
-    registers them.
-    """
-    import volatility3.plugins
-    import volatility3.plugins.windows
-    from volatility3 import framework
-
-    windows = str(PLUGIN_DIR / "windows")
-    if windows not in volatility3.plugins.windows.__path__:
-        volatility3.plugins.windows.__path__.append(windows)
-    framework.import_files(volatility3.plugins, True)
-    volatility.plugins.update(framework.list_plugins())
+    volatility.plugins.update(load_plugins())
     return volatility
 
 

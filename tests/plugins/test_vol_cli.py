@@ -60,3 +60,12 @@ def test_secureprocs_pid_option_from_the_command_line(synth_dump, vol_cache_dir)
     dump = synth_dump("credential-guard", "raw", "builtin")
     rows = vol_json(dump, vol_cache_dir, "secureprocs", {"pid": [712, 724]})
     assert [(row["PID"], row["Verdict"]) for row in rows] == [(712, "secure"), (724, "normal")]
+
+
+def test_plugin_directory_is_the_package_under_pytest():
+    """Regression: these tests once lived in tests/vol_plugins, which (tests/ being on sys.path
+    under pytest) made ``vol_plugins`` a namespace package without ``__file__``, and
+    ``iumdump plugins`` failed in every test process."""
+    directory = plugin_directory()
+    assert (directory / "windows" / "secureprocs.py").is_file()
+    assert (directory / "__init__.py").is_file()

@@ -8,11 +8,13 @@ PROCESS_EXTENDED_BASIC_INFORMATION (IsProtectedProcess … IsTrustedApp), Flags,
 - ExitStatus ``_EPROCESS.ExitStatus`` (NTSTATUS, shown unsigned: 0x103 is STATUS_PENDING),
   PebBaseAddress ``Peb``, AffinityMask the group-0 word of ``Pcb.Affinity`` (``_KAFFINITY_EX``),
   BasePriority ``Pcb.BasePriority``, UniqueProcessId, InheritedFromUniqueProcessId.
-- A flag is True/False where the build's symbols carry its field (DESIGN §4), N/A where they do
-  not or where no EPROCESS field carries it (IsStronglyNamed: the token's package identity), and
-  ``-`` where the field's memory is unreadable. Unknown flags are 0 in ``Flags`` and ``Bytes``.
+- A flag is True/False where the build's symbols carry its field (DESIGN §4). Otherwise it is
+  unknown, never False: NotAvailableValue where the build lacks the field or no EPROCESS field
+  carries it (IsStronglyNamed: the token's package identity), UnreadableValue where the field's
+  memory cannot be read (both print ``-`` as text and null as JSON). Unknown flags are 0 in
+  ``Flags`` and ``Bytes``.
 - Bytes: hex of the 0x40-byte x64 PROCESS_EXTENDED_BASIC_INFORMATION (Size = 0x40), built with
-  iumdump's construct definition; ``-`` when one of the BasicInfo values is unreadable.
+  iumdump's construct definition; UnreadableValue when one of the BasicInfo values is.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
             if value is None:
                 cells.append(reader.absent_value(fields.reason(attribute)))
             elif attribute == "exit_status":
-                cells.append(format_hints.Hex(value & 0xFFFF_FFFF))
+                cells.append(format_hints.Hex(value % (1 << 32)))  # NTSTATUS bit pattern
             else:
                 cells.append(kind(value))
         return cells

@@ -10,14 +10,15 @@ TrustletId, Protection, ExtendedFlags, Verdict.
 - ExtendedFlags: the PROCESS_EXTENDED_BASIC_INFORMATION Flags ULONG derived from the dump. A flag
   that cannot be derived (IsStronglyNamed always; others where the build lacks the field or the
   memory is unreadable) contributes 0, as in the bytes Windows would fill; windows.extbasicinfo
-  shows each flag, unknown ones as N/A or ``-``.
+  shows each flag, unknown ones as unavailable values.
 - Verdict: ``masquerade`` (LsaIso.exe, vmsp.exe, BioIso.exe or FsIso.exe on a process that is not
   secure) > ``secure`` > ``enclave-host`` (a secure handle without bit 0) > ``normal``.
 
-Every field is read by name from the kernel's symbol table (iumdump.analysis.reader); a field the
-build lacks is N/A, a field whose memory cannot be read is ``-`` (UnreadableValue); the row is
-still produced. ``--scan`` adds processes the pool scanner finds that the active list does not
-hold (Linked False).
+Every field is read by name from the kernel's symbol table (iumdump.analysis.reader); a value
+the build cannot give (no such field) is NotAvailableValue, one whose memory cannot be read is
+UnreadableValue (both print ``-``; TrustletId prints N/A, NotApplicableValue, on builds without
+TrustletIdentity); the row is still produced. ``--scan`` adds processes the pool scanner finds
+that the active list does not hold (Linked False).
 """
 
 from __future__ import annotations
