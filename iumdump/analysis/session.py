@@ -319,7 +319,11 @@ def percent_callback(bar: tqdm, prefix: str) -> Callable[[float, str], None]:
             bar.set_description_str(f"{prefix}: {description}" if description else prefix,
                                     refresh=False)
         bar.n = max(0.0, min(100.0, round(float(percent), 1)))
-        bar.refresh() if bar.n in (0.0, 100.0) else bar.update(0)
+        # update(0) redraws at most every mininterval; the ends of a step are always drawn.
+        if bar.n in (0.0, 100.0):
+            bar.refresh()
+        else:
+            bar.update(0)
 
     return callback
 
