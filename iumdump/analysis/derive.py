@@ -282,7 +282,7 @@ def _bit_flag(name: str, fields: ProcessFields, attribute: str) -> FlagState:
 
 
 def derive_flags(fields: ProcessFields, secure: SecureInfo | None = None) -> ExtendedFlags:
-    """The ten flags of DESIGN §4, each with the field it came from, unknown where not derivable."""
+    """The ten flags of DESIGN §4, each with the field it came from, unknown (None) where not."""
     secure = secure or derive_secure(fields)
     layout = fields.layout
     states: list[FlagState] = []

@@ -27,7 +27,7 @@ import bisect
 import logging
 import struct
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 from volatility3.framework import constants, exceptions, interfaces, objects
 from volatility3.framework.layers import intel
@@ -62,7 +62,7 @@ FATE_UNREADABLE = 3
 
 @dataclass(frozen=True)
 class Run:
-    """``count`` virtually and physically contiguous pages: virtual page ``vpn`` → frame ``pfn``."""
+    """``count`` pages contiguous both virtually and physically: page ``vpn`` → frame ``pfn``."""
 
     vpn: int
     pfn: int

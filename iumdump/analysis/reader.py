@@ -283,7 +283,8 @@ class VolatilitySession:
         path = interfaces.configuration.path_join(f"{self.BASE_CONFIG_PATH}{self._runs}",
                                                   plugin_class.__name__)
         kernel_path = interfaces.configuration.path_join(path, "kernel")
-        self.context.config.splice(kernel_path, self.context.config.branch(self._kernel_config_path))
+        kernel_config = self.context.config.branch(self._kernel_config_path)
+        self.context.config.splice(kernel_path, kernel_config)
         self.context.config[kernel_path] = self.kernel_module_name
         for name, value in options.items():
             self.context.config[interfaces.configuration.path_join(path, name)] = value

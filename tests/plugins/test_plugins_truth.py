@@ -2,14 +2,14 @@
 
 Profiles: the built-in one and the real 14393 (SecurePid, TrustletIdentity) and 19041
 (SecureState) symbol tables from ../shared/isf, skipped when absent. The plugins run in-process
-through Volatility's own API on one shared context per dump (the ``volatility`` fixture). A pool scan
-(``scan=True``) costs most of a run, so it runs where the truth has an unlinked process (the
-adversarial scenario); elsewhere the active list already holds every process of the truth.
+through Volatility's own API on one shared context per dump (the ``volatility`` fixture). A
+pool scan (``scan=True``) costs most of a run, so it runs where the truth has an unlinked
+process (the adversarial scenario); elsewhere the active list holds every process of the truth.
 """
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,12 +21,16 @@ from iumdump.structs.process_info import FLAG_NAMES, parse_extended_basic_inform
 from iumdump.structs.protection import protection_text
 from iumdump.slat.writers import FORMATS
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
 SCENARIOS = ("credential-guard", "no-vbs", "adversarial")
 PROFILES = ("builtin", "14393", "19041")
 MATRIX = [(s, f, p) for s in SCENARIOS for f in FORMATS for p in PROFILES]
 IDS = [f"{s}-{f}-{p}" for s, f, p in MATRIX]
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "testdata" / "scenarios"
-
 
 
 @pytest.fixture(params=MATRIX, ids=IDS)

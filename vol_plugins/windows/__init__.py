@@ -1,4 +1,4 @@
-"""iumdump's Windows plugins for Volatility 3 (``vol -p <this package's parent> windows.secureprocs``).
+"""iumdump's Windows plugins for Volatility 3: ``vol -p "$(iumdump plugins)" windows.secureprocs``.
 
 With ``-p``, Volatility puts this directory ahead of its own on ``volatility3.plugins.__path__``, so
 this file is imported as ``volatility3.plugins.windows``. Like Volatility's own

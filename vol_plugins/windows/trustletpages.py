@@ -42,7 +42,7 @@ MAX_LOGGED_PROBLEMS = 10  # per process: a damaged table can report thousands
 
 
 class TrustletPages(interfaces.plugins.PluginInterface):
-    """Accounts for the user pages of secure processes: absent from the dump, zero-filled, readable."""
+    """Accounts for the user pages of secure processes: absent, zero-filled or readable."""
 
     _required_framework_version = (2, 26, 0)
 
@@ -96,15 +96,17 @@ class TrustletPages(interfaces.plugins.PluginInterface):
             fields = read(proc)
             if pids or derive_secure(fields).secure:
                 chosen.append((proc, fields))
+        def stage(index: int, name: str):
+            """This process's share of the plugin's progress."""
+            if progress_callback is None:
+                return None
+            return lambda percent, text: progress_callback(
+                (index + percent / 100) * 100 / len(chosen), f"{text} ({name})")
+
         for index, (proc, fields) in enumerate(chosen):
-            stage = None
-            if progress_callback is not None:
-                def stage(percent, text, index=index, name=fields.name):
-                    progress_callback((index + percent / 100) * 100 / len(chosen),
-                                      f"{text} ({name})")
             yield page_accounting.process_pages(
                 context, kernel_module_name, proc, pid=fields.pid, name=fields.name,
-                progress_callback=stage,
+                progress_callback=stage(index, fields.name),
             )
 
     def _generator(self):
