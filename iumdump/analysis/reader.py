@@ -264,8 +264,7 @@ class VolatilitySession:
     """One dump opened in one Volatility context: the layers are stacked and the kernel found
     once, then any number of plugins (or the reader functions) run against the same context."""
 
-    BASE_CONFIG_PATH = "plugins"  # plugins are configured under plugins<N>.<Name>
-    KERNEL_CONFIG_PATH = "iumdump"  # where the session keeps the kernel found by automagic
+    BASE_CONFIG_PATH = "iumdump.plugins"  # each run is configured under plugins<N>.<Name>
 
     def __init__(self, context: interfaces.context.ContextInterface, kernel_config_path: str,
                  progress_callback: ProgressCallback = None) -> None:
@@ -348,43 +347,14 @@ def load_plugins() -> dict[str, type]:
 def open_dump(path: str, symbol_dirs: Iterable[str] = (), *,
               progress_callback: ProgressCallback = None, offline: bool = True
               ) -> VolatilitySession:
-    """Stack Volatility's layers over the dump at ``path`` and find the Windows kernel, with the
-    symbol tables under ``symbol_dirs`` searched first (as ``vol -s``). Raises
-    :class:`iumdump.errors.DumpFormatError` when no Windows kernel is found."""
-    import os
+    """Open the dump at ``path`` as ``iumdump analyze`` does (checked, one automagic pass, the
+    symbol tables under ``symbol_dirs`` first, as ``vol -s``) and return a session for running
+    plugins and the reader on it. Raises :class:`iumdump.errors.Error` subclasses (e.g.
+    DumpFormatError) with one-line messages when it is not a readable Windows dump."""
+    from .session import inspect_dump, open_kernel, volatility_settings
 
-    import volatility3.plugins
-    import volatility3.symbols
-    from volatility3 import framework
-    from volatility3.framework import automagic, contexts
-    from volatility3.framework.automagic import stacker
-    from volatility3.framework.configuration import requirements
-
-    from ..errors import DumpFormatError
-
-    if offline:
-        constants.OFFLINE = True  # never fetch symbol tables from the network
-    framework.import_files(volatility3.plugins, True)
-    context = contexts.Context()
-    context.config["automagic.LayerStacker.single_location"] = \
-        requirements.URIRequirement.location_from_file(os.path.abspath(path))
-    configurable = pslist.PsList
-    automagics = automagic.choose_automagic(automagic.available(context), configurable)
-    context.config["automagic.LayerStacker.stackers"] = stacker.choose_os_stackers(configurable)
-    saved_path = list(volatility3.symbols.__path__)
-    volatility3.symbols.__path__ = ([os.path.abspath(d) for d in symbol_dirs]
-                                    + list(constants.SYMBOL_BASEPATHS))
-    try:
-        errors = automagic.run(automagics, context, configurable,
-                               VolatilitySession.KERNEL_CONFIG_PATH,
-                               progress_callback=progress_callback)
-    finally:  # the kernel's table is loaded by now; leave the process's search path as it was
-        volatility3.symbols.__path__ = saved_path
-    config_path = interfaces.configuration.path_join(VolatilitySession.KERNEL_CONFIG_PATH,
-                                                     configurable.__name__)
-    if configurable.unsatisfied(context, config_path):
-        detail = f" ({''.join(errors[-1].format_exception_only()).strip()})" if errors else ""
-        raise DumpFormatError(f"no Windows kernel found with the given symbol tables{detail}",
-                              path=str(path))
-    return VolatilitySession(context, interfaces.configuration.path_join(config_path, "kernel"),
-                             progress_callback)
+    dump = inspect_dump(path)
+    with volatility_settings(list(symbol_dirs), offline):
+        kernel = open_kernel(dump, offline=offline, progress_callback=progress_callback)
+    return VolatilitySession.for_module(kernel.context, kernel.kernel_module_name,
+                                        progress_callback)
