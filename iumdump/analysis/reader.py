@@ -11,6 +11,7 @@ partial; one bad field never hides the others.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from volatility3.framework import constants, exceptions, interfaces, renderers
@@ -108,6 +109,51 @@ def kernel_layout(context: interfaces.context.ContextInterface,
     return _probe(context, kernel_module_name)[0]
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """Where one value lies in an EPROCESS, found by name: ``length`` bytes at ``offset``, and
+    for a bit field bits ``[start_bit, end_bit)`` of that word (Volatility's BitField rule)."""
+
+    offset: int
+    length: int
+    signed: bool = False
+    start_bit: int | None = None
+    end_bit: int | None = None
+    pointer: bool = False  # Volatility masks pointers to the layer's address width
+
+    def decode(self, data: bytes, address_mask: int) -> int:
+        value = int.from_bytes(data[self.offset:self.offset + self.length], "little",
+                               signed=self.signed)
+        if self.start_bit is not None:
+            value = (value & ((1 << self.end_bit) - 1)) >> self.start_bit
+        elif self.pointer:
+            value &= address_mask
+        return value
+
+
+def _locate(context, eprocess, path: str) -> _Slot:
+    """The slot of member ``path`` of ``_EPROCESS``: offsets and formats from the symbol table's
+    templates. A structure or union is its whole word (SecureState); an array its first
+    element (Affinity.Bitmap: the group-0 mask), except a byte array, which is whole."""
+    template, offset = eprocess, 0
+    for part in path.split("."):
+        offset += template.relative_child_offset(part)
+        template = _resolve(context, template.child_template(part))
+    vol = template.vol
+    if "start_bit" in vol:  # a bit field: read its base word
+        base = _resolve(context, vol.base_type).vol.data_format
+        return _Slot(offset, base.length, base.signed, vol.start_bit, vol.end_bit)
+    if "count" in vol:  # an array
+        element = _resolve(context, vol.subtype)
+        if element.size == 1:
+            return _Slot(offset, vol.count)
+        return _Slot(offset, element.vol.data_format.length, element.vol.data_format.signed)
+    if "data_format" in vol:  # an integer or a pointer
+        return _Slot(offset, vol.data_format.length, vol.data_format.signed,
+                     pointer="subtype" in vol)
+    return _Slot(offset, template.size)  # a structure or union: the whole word
+
+
 def _member(obj, path: str):
     for part in path.split("."):
         obj = getattr(obj, part)
@@ -133,18 +179,48 @@ def read_name(proc) -> str:
 
 class ProcessReader:
     """Reads processes of one kernel: the symbol table is probed once, then each EPROCESS is read
-    by the member names found. Construct one per kernel module and call it per process."""
+    by the member names found. Construct one per kernel module and call it per process.
+
+    The usual case reads the EPROCESS in one piece and decodes each field at the offset the
+    symbol table gives its name (Volatility's object machinery costs milliseconds per process
+    at the dozen fields read here). When that read fails — the structure runs into memory the
+    dump lacks — each field is read on its own through Volatility's objects, so the readable
+    ones still come back and the others are marked unreadable.
+    """
 
     def __init__(self, context: interfaces.context.ContextInterface,
                  kernel_module_name: str) -> None:
         self.context = context
         self.kernel_module_name = kernel_module_name
         self.layout, self._access = _probe(context, kernel_module_name)
+        eprocess = context.modules[kernel_module_name].get_type("_EPROCESS")
+        paths = {"pid": "UniqueProcessId", "ppid": "InheritedFromUniqueProcessId",
+                 "name": "ImageFileName", **self._access}
+        if "protection" in paths:
+            paths["protection"] = "Protection.Level"
+        paths.pop("trusted_app", None)  # a bit of the SecureState word, decoded by derive
+        self._slots = {attribute: _locate(context, eprocess, path)
+                       for attribute, path in paths.items()}
+        self._span = max(slot.offset + slot.length for slot in self._slots.values())
 
     def __call__(self, proc: interfaces.objects.ObjectInterface, *,
                  linked: bool = True) -> ProcessFields:
         """Every value iumdump derives from, read from one EPROCESS object. Never raises for
         unreadable memory: such fields come back None and are listed in ``unreadable``."""
+        layer = self.context.layers[proc.vol.layer_name]
+        try:
+            data = layer.read(proc.vol.offset, self._span)
+        except exceptions.InvalidAddressException:
+            return self.read_fields(proc, linked=linked)
+        values: dict[str, object] = {attribute: slot.decode(data, layer.address_mask)
+                                     for attribute, slot in self._slots.items()}
+        name = self._slots["name"]
+        values["name"] = _decode_name(data[name.offset:name.offset + name.length])
+        return ProcessFields(offset=proc.vol.offset, linked=linked, layout=self.layout, **values)
+
+    def read_fields(self, proc: interfaces.objects.ObjectInterface, *,
+                    linked: bool = True) -> ProcessFields:
+        """Each field on its own through Volatility's objects (the path for damaged memory)."""
         values: dict[str, object] = {}
         unreadable: set[str] = set()
 
@@ -169,6 +245,13 @@ class ProcessReader:
                 attempt(attribute, lambda path=access[attribute]: int(_member(proc, path)))
         return ProcessFields(offset=proc.vol.offset, linked=linked, layout=self.layout,
                              unreadable=frozenset(unreadable), **values)
+
+
+def _decode_name(data: bytes) -> str:
+    """ImageFileName as Volatility's ``cast("string", errors="replace")`` gives it."""
+    text = data.decode("utf-8", errors="replace")
+    end = text.find("\x00")
+    return text if end < 0 else text[:end]
 
 
 def read_process(context: interfaces.context.ContextInterface, kernel_module_name: str,

@@ -127,3 +127,15 @@ def test_pid_filter_leaves_out_a_process_whose_pid_is_unreadable():
     assert leave_out(Unreadable()) is True
     assert leave_out(Readable()) is False
     assert reader._pid_filter(None)(Unreadable()) is False
+
+
+def test_one_piece_read_equals_field_by_field_read(kernel):
+    """The fast path (one read, decoded at the offsets the symbol table names) and the
+    field-by-field path through Volatility's objects agree on every process and field."""
+    _profile, _dump, context, module = kernel
+    read = reader.ProcessReader(context, module)
+    compared = 0
+    for proc, linked in reader.iter_processes(context, module, scan=True):
+        assert read(proc, linked=linked) == read.read_fields(proc, linked=linked)
+        compared += 1
+    assert compared == len(_dump.truth["processes"])
