@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a fleet scenario parameter (processes, trustlet_pages, "
                              "pool_mb, process_pages, fill); repeatable")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     parser.add_argument("-o", "--output", dest="out", required=True, metavar="OUTDIR",
                         help="directory to write into (created if missing)")
     parser.set_defaults(handler=_run)
