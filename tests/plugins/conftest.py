@@ -8,21 +8,10 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
-def iumdump_plugins(volatility):
-    """Make ``volatility.run(dump, "windows.secureprocs.SecureProcs")`` find the plugins: the
-    runner added the plugin directory to ``volatility3.plugins.__path__`` only, after
-    ``volatility3.plugins.windows`` had computed its own path (see reader.load_plugins)."""
-    from iumdump.analysis.reader import load_plugins
-
-    volatility.plugins.update(load_plugins())
-    return volatility
-
-
 @pytest.fixture(scope="session")
-def plugin_classes(iumdump_plugins):
+def plugin_classes(volatility):
     """The plugin classes as Volatility registered them (``volatility3.plugins.windows.…``)."""
-    plugins = iumdump_plugins.plugins
+    plugins = volatility.plugins
     return {
         "secureprocs": plugins["windows.secureprocs.SecureProcs"],
         "extbasicinfo": plugins["windows.extbasicinfo.ExtBasicInfo"],
@@ -31,7 +20,7 @@ def plugin_classes(iumdump_plugins):
 
 
 @pytest.fixture(scope="session")
-def plugin_session(volatility, iumdump_plugins):
+def plugin_session(volatility):
     """Factory: ``plugin_session(dump) -> VolatilitySession`` on the dump's shared context.
 
     The ``volatility`` fixture runs automagic for every plugin it runs; a VolatilitySession reuses
