@@ -14,7 +14,7 @@ import json
 import lzma
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from .errors import SymbolError
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from volatility3.framework import constants, exceptions, interfaces, renderers
+from volatility3.framework.configuration import requirements
 from volatility3.framework.objects import templates
 from volatility3.plugins.windows import pslist, psscan
 
@@ -274,6 +275,26 @@ def _pid_filter(pids: Iterable[int] | None) -> Callable[[interfaces.objects.Obje
             return True
 
     return leave_out
+
+
+def process_selection_requirements(*, architectures: list[str], pid_description: str,
+                                   scan_description: str
+                                   ) -> list[interfaces.configuration.RequirementInterface]:
+    """The requirements every iumdump plugin shares: the kernel, the PsList and PsScan versions
+    whose classmethods ``iter_processes`` calls, ``--pid`` and ``--scan``."""
+    return [
+        requirements.ModuleRequirement(
+            name="kernel", description="Windows kernel", architectures=architectures
+        ),
+        requirements.VersionRequirement(name="pslist", component=pslist.PsList, version=(3, 0, 0)),
+        requirements.VersionRequirement(name="psscan", component=psscan.PsScan, version=(2, 0, 0)),
+        requirements.ListRequirement(
+            name="pid", element_type=int, description=pid_description, optional=True
+        ),
+        requirements.BooleanRequirement(
+            name="scan", description=scan_description, default=False, optional=True
+        ),
+    ]
 
 
 def iter_processes(context: interfaces.context.ContextInterface, kernel_module_name: str, *,

@@ -22,9 +22,7 @@ from __future__ import annotations
 from typing import List
 
 from volatility3.framework import interfaces, renderers
-from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
-from volatility3.plugins.windows import pslist, psscan
 
 from iumdump.analysis import reader
 from iumdump.analysis.derive import derive_process, extended_basic_information
@@ -51,29 +49,11 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
-        return [
-            requirements.ModuleRequirement(
-                name="kernel", description="Windows kernel", architectures=["Intel32", "Intel64"]
-            ),
-            requirements.VersionRequirement(
-                name="pslist", component=pslist.PsList, version=(3, 0, 0)
-            ),
-            requirements.VersionRequirement(
-                name="psscan", component=psscan.PsScan, version=(2, 0, 0)
-            ),
-            requirements.ListRequirement(
-                name="pid",
-                element_type=int,
-                description="Process IDs to include (all other processes are excluded)",
-                optional=True,
-            ),
-            requirements.BooleanRequirement(
-                name="scan",
-                description="Also list processes found only by pool scanning",
-                default=False,
-                optional=True,
-            ),
-        ]
+        return reader.process_selection_requirements(
+            architectures=["Intel32", "Intel64"],
+            pid_description="Process IDs to include (all other processes are excluded)",
+            scan_description="Also list processes found only by pool scanning",
+        )
 
     @classmethod
     def basic_values(cls, fields) -> list:

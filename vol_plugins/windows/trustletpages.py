@@ -30,7 +30,7 @@ from typing import Iterator, List, Tuple
 from volatility3.framework import interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
-from volatility3.plugins.windows import pslist, psscan, vadinfo
+from volatility3.plugins.windows import vadinfo
 
 from iumdump.analysis import pages as page_accounting
 from iumdump.analysis import reader
@@ -51,30 +51,13 @@ class TrustletPages(interfaces.plugins.PluginInterface):
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
-        return [
-            requirements.ModuleRequirement(
-                name="kernel", description="Windows kernel", architectures=["Intel64"]
-            ),
-            requirements.VersionRequirement(
-                name="pslist", component=pslist.PsList, version=(3, 0, 0)
-            ),
-            requirements.VersionRequirement(
-                name="psscan", component=psscan.PsScan, version=(2, 0, 0)
-            ),
+        return reader.process_selection_requirements(
+            architectures=["Intel64"],
+            pid_description="Process IDs to walk instead of the secure processes",
+            scan_description="Also walk processes found only by pool scanning (unlinked)",
+        ) + [
             requirements.VersionRequirement(
                 name="vadinfo", component=vadinfo.VadInfo, version=(2, 0, 0)
-            ),
-            requirements.ListRequirement(
-                name="pid",
-                element_type=int,
-                description="Process IDs to walk instead of the secure processes",
-                optional=True,
-            ),
-            requirements.BooleanRequirement(
-                name="scan",
-                description="Also walk processes found only by pool scanning (unlinked)",
-                default=False,
-                optional=True,
             ),
         ]
 
