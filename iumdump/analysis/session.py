@@ -149,9 +149,10 @@ def _classify(handle, head: bytes, size: int, given: str) -> tuple[str, int | No
 
 def _truncated(given: str, what: str, expected: int, size: int) -> TruncatedDumpError:
     missing = expected - size
+    pages = -(-missing // PAGE_SIZE)
     return TruncatedDumpError(
         f"truncated crash dump: {what} needs {expected:,} bytes but the file has {size:,} "
-        f"({missing:,} bytes, {-(-missing // PAGE_SIZE):,} pages, missing)",
+        f"({missing:,} bytes, {pages:,} page{'s' if pages != 1 else ''}, missing)",
         path=given, offset=size, expected=expected, actual=size)
 
 
