@@ -156,7 +156,7 @@ def test_one_missing_page_of_a_complete_dump(tmp_path, synth_dump):
     data = Path(synth_dump("credential-guard", "crash-full").dump_path).read_bytes()
     path = tmp_path / "short.dmp"
     path.write_bytes(data[:-1])
-    with pytest.raises(TruncatedDumpError, match=r"\(1 bytes, 1 pages, missing\)"):
+    with pytest.raises(TruncatedDumpError, match=r"\(1 byte, 1 page, missing\)"):
         session.inspect_dump(path)
 
 

@@ -147,12 +147,16 @@ def _classify(handle, head: bytes, size: int, given: str) -> tuple[str, int | No
     return "raw", None, None
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def _truncated(given: str, what: str, expected: int, size: int) -> TruncatedDumpError:
     missing = expected - size
     pages = -(-missing // PAGE_SIZE)
     return TruncatedDumpError(
         f"truncated crash dump: {what} needs {expected:,} bytes but the file has {size:,} "
-        f"({missing:,} bytes, {pages:,} page{'s' if pages != 1 else ''}, missing)",
+        f"({_count(missing, 'byte')}, {_count(pages, 'page')}, missing)",
         path=given, offset=size, expected=expected, actual=size)
 
 
