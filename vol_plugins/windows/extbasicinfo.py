@@ -5,7 +5,7 @@ Columns (DESIGN §5): PID, ImageFileName, ExitStatus, PebBaseAddress, AffinityMa
 UniqueProcessId, InheritedFromUniqueProcessId, then one column per flag of
 PROCESS_EXTENDED_BASIC_INFORMATION (IsProtectedProcess … IsTrustedApp), Flags, Bytes.
 
-- ExitStatus ``_EPROCESS.ExitStatus`` (NTSTATUS, shown unsigned: 0x103 is STATUS_PENDING),
+- ExitStatus ``_EPROCESS.ExitStatus`` (NTSTATUS, shown unsigned: STATUS_PENDING while the process runs),
   PebBaseAddress ``Peb``, AffinityMask the group-0 word of ``Pcb.Affinity`` (``_KAFFINITY_EX``),
   BasePriority ``Pcb.BasePriority``, UniqueProcessId, InheritedFromUniqueProcessId.
 - A flag is True/False where the build's symbols carry its field (DESIGN §4). Otherwise it is
