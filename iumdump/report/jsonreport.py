@@ -1,8 +1,8 @@
 """report.json: the report as data, for tools and for the case file.
 
 ASCII-only output: any character a process name smuggles in (a right-to-left override, a control
-character) appears as a visible ``\\u`` escape (e.g. ``\\u202e``) in any viewer instead of rearranging the text
-around it. ``iumdump/data/report.schema.json`` is its JSON Schema.
+character) appears as a visible ``\\u`` escape (e.g. ``\\u202e``) in any viewer instead of
+rearranging the text around it. ``iumdump/data/report.schema.json`` is its JSON Schema.
 """
 
 from __future__ import annotations
