@@ -7,8 +7,8 @@ terminal):
    is not empty, and a file that claims to be a crash dump (``PAGEDU64`` / ``PAGEDUMP``) has a
    known dump type and every page its header promises. A file with no known signature is read as
    raw memory. Each problem is one :class:`iumdump.errors.Error` naming the file.
-2. :class:`Hasher` computes the sha256 of the evidence in a background thread, in 4 MiB reads, so
-   hashing overlaps Volatility's work instead of adding a second full pass to the wall time.
+2. :class:`Hasher` computes the sha256 of the evidence in a child process, so hashing runs on
+   another core beside Volatility's work instead of adding a second full pass to the wall time.
 3. :func:`open_kernel` builds ONE Volatility context and runs automagic ONCE for a Windows kernel
    module (as ``vol`` does for ``windows.psscan``): layers stacked, kernel found by its PDB GUID,
    symbol table loaded from ``-s`` directories, Volatility's own paths, or Volatility's download
@@ -23,12 +23,11 @@ Volatility's own logging is captured for the report instead of being printed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
+import multiprocessing
 import os
 import stat
 import struct
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +35,12 @@ from typing import Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
+from .. import hashing
 from ..errors import DumpFormatError, Error, InvalidInputError, SymbolError, TruncatedDumpError
 from ..structs import crashdump
 
 PAGE_SIZE = 0x1000
-HASH_CHUNK = 4 << 20  # 4 MiB: big enough that hashlib releases the GIL, small enough to stream
+BITMAP_CHUNK = 4 << 20  # reads of a crash dump's page bitmap while counting its pages
 MIN_DUMP_SIZE = PAGE_SIZE
 
 # Crash dump signatures (Volatility framework/layers/crash.py): "PAGE" then "DU64" (x64) or
@@ -230,7 +230,7 @@ def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> int:
     present = 0
     remaining = crashdump.bitmap_bytes(bitmap_size)
     while remaining:
-        chunk = handle.read(min(remaining, HASH_CHUNK))
+        chunk = handle.read(min(remaining, BITMAP_CHUNK))
         present += int.from_bytes(chunk, "little").bit_count()
         remaining -= len(chunk)
     if not present:
@@ -241,60 +241,54 @@ def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> int:
 # -- 2. the hash ---------------------------------------------------------------------------------
 
 class Hasher:
-    """sha256 of a file, computed in a background thread while the analysis runs.
+    """sha256 of a file, computed in a child process while the analysis runs.
 
-    hashlib and file reads release the GIL on multi-megabyte buffers, so on a machine with a
-    second core the hash costs no wall time. :meth:`result` waits for it, showing a progress bar
-    for whatever is left."""
+    The hash is one sequential chain that no core can split; in a child process it runs on the
+    second core without competing for the GIL (see :mod:`iumdump.hashing`). :meth:`result` waits
+    for it, showing a progress bar for whatever is left."""
 
     def __init__(self, dump: DumpFile) -> None:
         self.dump = dump
-        self.done = 0
-        self._digest: str | None = None
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="iumdump-sha256", daemon=True)
-        self._thread.start()
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self._done = context.Value("Q", 0, lock=False)
+        self._stop = context.Event()
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=hashing.hash_file, name="iumdump-sha256",
+                                        args=(str(dump.path), self._done, self._stop, sender),
+                                        daemon=True)
+        self._process.start()
+        sender.close()
 
-    def _run(self) -> None:
-        digest = hashlib.sha256()
-        try:
-            with open(self.dump.path, "rb", buffering=0) as handle:
-                buffer = bytearray(HASH_CHUNK)
-                view = memoryview(buffer)
-                while not self._stop.is_set():
-                    count = handle.readinto(buffer)
-                    if not count:
-                        break
-                    digest.update(view[:count])
-                    self.done += count
-            self._digest = digest.hexdigest()
-        except BaseException as exc:  # reported by result() in the main thread
-            self._error = exc
+    @property
+    def done(self) -> int:
+        return self._done.value
 
     def cancel(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._process.join()
 
     def result(self, quiet: bool = False) -> str:
-        # Start the bar where the background thread already is, so the rate shown is real.
+        # Start the bar where the child already is, so the rate shown is real.
         with phase_bar("Hashing dump (sha256)", quiet, total=self.dump.size, initial=self.done,
                        unit="B", unit_scale=True, unit_divisor=1024) as bar:
-            while self._thread.is_alive():
-                self._thread.join(0.1)
+            while self._process.is_alive() and not self._receiver.poll(0.1):
                 bar.update(self.done - bar.n)
             bar.update(self.done - bar.n)
-        if self._error is not None:
-            if isinstance(self._error, OSError):
-                raise InvalidInputError(f"cannot read: {self._error.strerror or self._error}",
-                                        path=self.dump.given)
-            raise self._error
-        if self._digest is None:
+        try:
+            outcome, value = self._receiver.recv()
+        except EOFError:
+            raise InvalidInputError(f"hashing process ended without a result (exit code "
+                                    f"{self._process.exitcode})", path=self.dump.given) from None
+        finally:
+            self._process.join()
+        if outcome == "oserror":
+            raise InvalidInputError(f"cannot read: {value}", path=self.dump.given)
+        if outcome != "ok":
             raise InvalidInputError("hashing was cancelled", path=self.dump.given)
         if self.done != self.dump.size:
             raise InvalidInputError(f"changed size while being hashed ({self.dump.size:,} bytes "
                                     f"before, {self.done:,} read)", path=self.dump.given)
-        return self._digest
+        return value
 
 
 # -- progress ------------------------------------------------------------------------------------
