@@ -7,23 +7,15 @@ import dataclasses
 import pytest
 
 from iumdump.analysis.derive import (ENCLAVE_HOST, INACCESSIBLE, MASQUERADE, NORMAL,
-                                     PARTIALLY_READABLE, READABLE, SECURE, KernelLayout,
+                                     PARTIALLY_READABLE, READABLE, SECURE,
                                      ProcessFields, ProcessPages, RegionPages, Unknown,
                                      derive_flags, derive_process, derive_protection_text,
                                      derive_secure, derive_verdict, extended_basic_information,
                                      region_verdict, render_region_verdict)
 from iumdump.structs.process_info import FLAG_NAMES, parse_extended_basic_information
 
-# Layouts as the reader probes them from the two real symbol tables (../shared/isf).
-LAYOUT_19041 = KernelLayout(
-    secure_state="Pcb.SecureState", protection="Protection", wow64_process="WoW64Process",
-    process_delete="Flags.ProcessDelete", cross_session_create="Flags2.CrossSessionCreate",
-    deep_freeze="Pcb.ProcessFlags.DeepFreeze", background="Flags.Background",
-    subsystem_process="Flags3.SubsystemProcess", minimal="Flags3.Minimal",
-    exit_status="ExitStatus", peb="Peb", affinity="Pcb.Affinity.Bitmap",
-    base_priority="Pcb.BasePriority")
-LAYOUT_14393 = dataclasses.replace(LAYOUT_19041, secure_state=None, secure_pid="Pcb.SecurePid",
-                                   trustlet_identity="TrustletIdentity")
+from kernel_layouts import LAYOUT_14393, LAYOUT_19041
+
 LAYOUT_26100 = dataclasses.replace(LAYOUT_19041, trusted_app="Pcb.SecureState.Flags.TrustedApp",
                                    background=None)
 

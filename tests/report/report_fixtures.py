@@ -5,19 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from iumdump.analysis.derive import (DerivedProcess, KernelLayout, ProcessFields, ProcessPages,
+from iumdump.analysis.derive import (DerivedProcess, ProcessFields, ProcessPages,
                                      RegionPages, derive_process)
 from iumdump.analysis.findings import analyze as find
 from iumdump.report.model import Report, build_report
-
-# The fields the reader finds in a 19041 kernel (Windows 10 2004).
-LAYOUT_19041 = KernelLayout(
-    secure_state="Pcb.SecureState", protection="Protection", wow64_process="WoW64Process",
-    process_delete="Flags.ProcessDelete", cross_session_create="Flags2.CrossSessionCreate",
-    deep_freeze="Pcb.ProcessFlags.DeepFreeze", background="Flags.Background",
-    subsystem_process="Flags3.SubsystemProcess", minimal="Flags3.Minimal",
-    exit_status="ExitStatus", peb="Peb", affinity="Pcb.Affinity.Bitmap",
-    base_priority="Pcb.BasePriority")
+from kernel_layouts import LAYOUT_19041
 
 EPROCESS_BASE = 0xE78B_8000_0000
 SHA256 = "ab" * 32
