@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..analysis.derive import KNOWN_TRUSTLET_IMAGES
 from ..errors import ScenarioError
 
 if sys.version_info >= (3, 11):
@@ -46,8 +47,8 @@ PAGE_KINDS = ("none", "readable", "secure")
 PROTECTIONS = ("PAGE_NOACCESS", "PAGE_READONLY", "PAGE_EXECUTE", "PAGE_EXECUTE_READ",
                "PAGE_READWRITE", "PAGE_WRITECOPY", "PAGE_EXECUTE_READWRITE",
                "PAGE_EXECUTE_WRITECOPY")
-# Image names of Windows trustlets (DESIGN §4; Windows Internals 7th ed. part 1, ch. 3 "Trustlets").
-TRUSTLET_NAMES = ("LsaIso.exe", "vmsp.exe", "BioIso.exe", "FsIso.exe")
+# Image names of Windows trustlets: the list the masquerade verdict uses.
+TRUSTLET_NAMES = KNOWN_TRUSTLET_IMAGES
 
 # Package data, so an installed (not only an editable) iumdump finds them for `iumdump demo`.
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "data" / "scenarios"

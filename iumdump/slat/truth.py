@@ -29,33 +29,20 @@ from bisect import bisect_right
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..structs.process_info import FLAG_NAMES
+from ..structs.protection import protection_text
 from .kernel import KernelBuild
 from .memory import GuestPhysicalMemory
 from .scenario import TRUSTLET_NAMES
 
 ADDRESS_48 = (1 << 48) - 1
 
-# _PS_PROTECTED_TYPE and _PS_PROTECTED_SIGNER names (DESIGN §4; ntoskrnl symbols).
-_TYPES = {0: "None", 1: "ProtectedLight", 2: "Protected"}
-_SIGNERS = {0: "None", 1: "Authenticode", 2: "CodeGen", 3: "Antimalware", 4: "Lsa", 5: "Windows",
-            6: "WinTcb", 7: "WinSystem", 8: "App"}
-FLAG_NAMES = ("IsProtectedProcess", "IsWow64Process", "IsProcessDeleting", "IsCrossSessionCreate",
-              "IsFrozen", "IsBackground", "IsStronglyNamed", "IsSecureProcess",
-              "IsSubsystemProcess", "IsTrustedApp")
-
-
-def protection_text(level: int) -> str:
-    """``0x41`` → ``ProtectedLight/Lsa``; ``0`` → ``None``; the audit bit adds ``+Audit``
-    (DESIGN §5). Bits: Type 0–2, Audit 3, Signer 4–7."""
-    kind, audit, signer = level & 0x7, bool(level & 0x8), level >> 4
-    text = _TYPES.get(kind, f"Type{kind}")
-    if kind or signer:
-        text += "/" + _SIGNERS.get(signer, f"Signer{signer}")
-    return text + ("+Audit" if audit else "")
-
 
 def verdict(name: str, *, secure: bool, secure_handle: int) -> str:
-    """``secure``; ``masquerade`` (a trustlet's image name on a process that is not secure);
+    """The verdict the scenario intends, written apart from ``analysis.derive`` on purpose: the
+    plugins and the analyzer are tested against it.
+
+    ``secure``; ``masquerade`` (a trustlet's image name on a process that is not secure);
     ``enclave-host`` (a secure handle without the secure bit); else ``normal``."""
     if secure:
         return "secure"
@@ -229,6 +216,5 @@ def process_pages(truth: dict[str, Any], pid: int) -> dict[str, Any] | None:
     raise KeyError(pid)
 
 
-__all__ = ["FLAG_NAMES", "build_truth", "load_truth", "page_fates", "process_pages",
-           "protection_text", "verdict", "write_truth"]
+__all__ = ["build_truth", "load_truth", "page_fates", "process_pages", "verdict", "write_truth"]
 
