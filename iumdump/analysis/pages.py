@@ -33,6 +33,7 @@ from volatility3.framework import constants, exceptions, interfaces, objects
 from volatility3.framework.layers import intel
 from volatility3.plugins.windows import vadinfo
 
+from ..structs.paging import ADDRESS_MASK, PAGE_SIZE_BIT, PRESENT
 from .derive import ProcessPages, RegionPages
 
 vollog = logging.getLogger(__name__)
@@ -43,11 +44,8 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 ENTRIES = 512
 USER_PML4_ENTRIES = 256  # PML4 entries 0–255 map the user half (below 0x8000'0000'0000)
-PRESENT = 1 << 0
-PAGE_SIZE_BIT = 1 << 7
-ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 12–51 (MAXPHYADDR 52), Intel SDM Vol. 3A §4.5
-LARGE_1G_MASK = 0x000F_FFFF_C000_0000
-LARGE_2M_MASK = 0x000F_FFFF_FFE0_0000
+LARGE_1G_MASK = ADDRESS_MASK & ~((1 << 30) - 1)  # frame of a 1 GiB leaf (PDPTE with PS)
+LARGE_2M_MASK = ADDRESS_MASK & ~((1 << 21) - 1)  # frame of a 2 MiB leaf (PDE with PS)
 _TABLE = struct.Struct(f"<{ENTRIES}Q")
 
 READ_CHUNK = 1 << 20  # bytes read at once when testing frames for zeros
