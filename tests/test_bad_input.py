@@ -182,3 +182,17 @@ def test_unreadable_file(tmp_path):
     path.chmod(0)
     with pytest.raises(InvalidInputError, match="cannot read: Permission denied"):
         session.inspect_dump(path)
+
+
+def test_bitmap_dump_with_a_damaged_summary_signature(tmp_path, synth_dump):
+    """The _SUMMARY_DUMP header is read with its construct definition, so a bitmap dump whose
+    "SDMP" signature is gone is refused up front instead of trusting the sizes behind it."""
+    from iumdump.structs import crashdump
+
+    data = bytearray(Path(synth_dump("credential-guard", "crash-bitmap").dump_path).read_bytes())
+    data[crashdump.SUMMARY_DUMP_OFFSET:crashdump.SUMMARY_DUMP_OFFSET + 4] = bytes(4)
+    path = tmp_path / "bad-summary.dmp"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DumpFormatError, match="summary header") as caught:
+        session.inspect_dump(path)
+    assert "\n" not in str(caught.value)

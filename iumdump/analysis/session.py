@@ -219,8 +219,11 @@ def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> int:
     if size < fixed_end:
         raise _truncated(given, "the bitmap dump's summary header", fixed_end, size)
     handle.seek(offset)
-    fixed = handle.read(crashdump.SUMMARY_DUMP_FIXED_SIZE)
-    header_size, _pages, bitmap_size = struct.unpack_from("<QQQ", fixed, 0x20)
+    try:
+        header_size, _pages, bitmap_size = crashdump.parse_summary_dump_fixed(
+            handle.read(crashdump.SUMMARY_DUMP_FIXED_SIZE))
+    except Error as err:
+        raise DumpFormatError(f"bitmap dump's summary header: {err}", path=given) from None
     bitmap_end = fixed_end + crashdump.bitmap_bytes(bitmap_size)
     if size < bitmap_end:
         raise _truncated(given, f"the page bitmap of {bitmap_size:,} frames", bitmap_end, size)

@@ -122,7 +122,8 @@ def bitmap_bytes(bitmap_size: int) -> int:
 
 # _SUMMARY_DUMP (crash_common.json) with its bitmap. HeaderSize is the file offset of the first
 # stored page; Pages is the number of bits set; BitmapSize the number of bits (frames).
-SUMMARY_DUMP = Struct(
+# The fixed part alone, for readers that stream the bitmap rather than hold it.
+SUMMARY_DUMP_FIXED = Struct(
     "Signature" / Default(OneOf(Bytes(4), [SUMMARY_DUMP_SIGNATURE, FULL_BITMAP_DUMP_SIGNATURE]),
                           SUMMARY_DUMP_SIGNATURE),
     "ValidDump" / Const(DUMP_VALID_DUMP64),
@@ -131,6 +132,9 @@ SUMMARY_DUMP = Struct(
     "HeaderSize" / Int64ul,
     "Pages" / Int64ul,
     "BitmapSize" / Int64ul,
+)
+SUMMARY_DUMP = Struct(
+    *SUMMARY_DUMP_FIXED.subcons,
     "Bitmap" / Bytes(lambda ctx: bitmap_bytes(ctx.BitmapSize)),
 )
 
@@ -264,6 +268,13 @@ def build_summary_dump(summary: SummaryDump) -> bytes:
 def parse_summary_dump(data: bytes) -> SummaryDump:
     parsed = _parse(SUMMARY_DUMP, data, SUMMARY_DUMP_FIXED_SIZE, "_SUMMARY_DUMP")
     return SummaryDump(**{f.name: parsed[f.name] for f in fields(SummaryDump)})
+
+
+def parse_summary_dump_fixed(data: bytes) -> tuple[int, int, int]:
+    """``(HeaderSize, Pages, BitmapSize)`` from the first ``SUMMARY_DUMP_FIXED_SIZE`` bytes,
+    with the signatures checked; the bitmap itself is left to the caller to stream."""
+    parsed = _parse(SUMMARY_DUMP_FIXED, data, SUMMARY_DUMP_FIXED_SIZE, "_SUMMARY_DUMP")
+    return parsed.HeaderSize, parsed.Pages, parsed.BitmapSize
 
 
 def _build(struct: Struct, values: dict, name: str) -> bytes:
