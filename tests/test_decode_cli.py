@@ -183,3 +183,17 @@ def test_command_line_exit_status_and_stderr(tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_a_large_file_is_refused_without_being_read_whole(capsys, tmp_path):
+    """A memory dump given to decode by mistake is one line of bad input, read no further than
+    MAX_INPUT bytes (the file here is sparse: 8 GiB on paper, nothing on disk)."""
+    from iumdump.commands.decode import MAX_INPUT
+
+    path = tmp_path / "memory.raw"
+    with open(path, "wb") as handle:
+        handle.truncate(8 << 30)
+    assert main(["decode", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"more than {MAX_INPUT:,} bytes" in err
+    assert "iumdump analyze" in err

@@ -25,14 +25,26 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=_run)
 
 
+# A buffer is 32 or 64 bytes; even as UTF-16 hex text with separators and line breaks it is a few
+# hundred. Reading at most this much keeps a memory dump given here by mistake out of memory.
+MAX_INPUT = 64 << 10
+
+
 def _read(name: str) -> bytes:
-    if name == "-":
-        return sys.stdin.buffer.read()
     try:
-        with open(name, "rb") as handle:
-            return handle.read()
+        if name == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT + 1)
+        else:
+            with open(name, "rb") as handle:
+                data = handle.read(MAX_INPUT + 1)
     except OSError as exc:
         raise InvalidInputError(f"cannot read: {exc.strerror or exc}", path=name) from None
+    if len(data) > MAX_INPUT:
+        raise InvalidInputError(
+            f"more than {MAX_INPUT:,} bytes: not a PROCESS_EXTENDED_BASIC_INFORMATION buffer "
+            "(64 bytes x64, 32 bytes x86, or their hex text); for a memory dump use "
+            "iumdump analyze", path="<stdin>" if name == "-" else name)
+    return data
 
 
 def _run(args) -> int:
