@@ -1,13 +1,21 @@
-"""Windows x64 crash dump headers: _DUMP_HEADER64, its physical memory run list, _SUMMARY_DUMP.
+"""Windows crash dump headers: _DUMP_HEADER64 (x64) and _DUMP_HEADER (x86), their physical memory
+run lists, and the _SUMMARY_DUMP of bitmap dumps.
 
-Sources: Volatility 3 ``framework/symbols/windows/crash64.json`` and ``crash_common.json`` (the
-field offsets its WindowsCrashDump64Layer reads) and ``framework/layers/crash.py`` (how it reads
-them), and the publicly documented _DUMP_HEADER64 / _SUMMARY_DUMP64 (e.g. as used by kdmp-parser).
+Sources: Volatility 3 ``framework/symbols/windows/crash64.json``, ``crash.json`` and
+``crash_common.json`` (the field offsets its crash dump layers read) and
+``framework/layers/crash.py`` (how it reads them); kdmp-parser ``src/lib/kdmp-parser-structs.h``
+(``HEADER64``, ``BMP_HEADER64``: Signature ``SDMP`` or ``FDMP``, ValidDump ``DUMP``, FirstPage at
+0x20) and kdmp-parser-rs ``src/structs.rs`` (``DumpType``); LeechCore
+``leechcore/device_file.c`` (accepts ``FDMPDUMP`` and ``SDMPDUMP`` at 0x2000 for DumpType 5 and
+6); rizin ``librz/bin/format/dmp/dmp_specs.h`` (``DMP_BMP_MAGIC`` / ``DMP_BMP_FULL_MAGIC``).
 
-A complete dump (DumpType 1) is the 0x2000-byte header followed by the pages of each run of the
-physical memory descriptor, back to back. A bitmap dump (DumpType 5) has a _SUMMARY_DUMP at 0x2000
-whose bitmap (bit n = frame n, LSB first within each ULONG) says which frames are stored; those
-frames follow, in ascending order, from the file offset HeaderSize.
+A complete dump (DumpType 1) is the header followed by the pages of each run of the physical
+memory descriptor, back to back. A bitmap dump (DumpType 5, and the live kernel dump, DumpType 6)
+has a _SUMMARY_DUMP after the header (x64: at 0x2000) whose bitmap (bit n = frame n, LSB first
+within each ULONG) says which frames are stored; those frames follow, in ascending order, from
+the file offset HeaderSize. The summary's signature is ``SDMP`` (a kernel or automatic dump: kernel
+memory only) or ``FDMP`` (a complete memory dump), and its ValidDump is ``DUMP`` — not the
+``DU64`` of the x64 header.
 
 One divergence from Volatility's JSON: it types _PHYSICAL_MEMORY_DESCRIPTOR64.NumberOfPages as a
 ULONG at 4; the structure has a ULONG64 there, aligned to 8 (Volatility never reads the field).
@@ -32,12 +40,32 @@ PHYSICAL_MEMORY_BLOCK_SIZE = 0x2C0            # ContextRecord (0x348) - Physical
 MAX_PHYSICAL_MEMORY_RUNS = (PHYSICAL_MEMORY_BLOCK_SIZE - 0x10) // 0x10
 
 DUMP_SIGNATURE = b"PAGE"
-DUMP_VALID_DUMP64 = b"DU64"
-SUMMARY_DUMP_SIGNATURE = b"SDMP"              # a kernel/active-memory bitmap dump
+DUMP_VALID_DUMP64 = b"DU64"                   # the x64 _DUMP_HEADER64
+DUMP_VALID_DUMP = b"DUMP"                     # the x86 _DUMP_HEADER, and every _SUMMARY_DUMP
+SUMMARY_DUMP_SIGNATURE = b"SDMP"              # a kernel/automatic (or live kernel) bitmap dump
 FULL_BITMAP_DUMP_SIGNATURE = b"FDMP"          # a complete-memory bitmap dump
+SUMMARY_DUMP_SIGNATURES = (SUMMARY_DUMP_SIGNATURE, FULL_BITMAP_DUMP_SIGNATURE)
 
+# _DUMP_HEADER*.DumpType (kdmp-parser DumpType_t, kdmp-parser-rs DumpType, rizin DMP_DUMPTYPE_*).
 DUMP_TYPE_FULL = 1
+DUMP_TYPE_SUMMARY = 2          # an old-style kernel (summary) dump
+DUMP_TYPE_HEADER = 3           # header only
+DUMP_TYPE_TRIAGE = 4           # a small (triage, mini) dump
 DUMP_TYPE_BITMAP = 5
+DUMP_TYPE_LIVE_KERNEL = 6      # Task Manager's live kernel memory dump (Windows 11 22H2+)
+DUMP_TYPE_AUTOMATIC = 7
+DUMP_TYPE_KERNEL_MEMORY = 8    # .dump /k
+DUMP_TYPE_KERNEL_AND_USER = 9  # .dump /ka
+DUMP_TYPE_COMPLETE_MEMORY = 10 # .dump /f
+DUMP_TYPE_NAMES = {
+    DUMP_TYPE_FULL: "complete memory dump", DUMP_TYPE_SUMMARY: "kernel summary dump",
+    DUMP_TYPE_HEADER: "header-only dump", DUMP_TYPE_TRIAGE: "small (triage) dump",
+    DUMP_TYPE_BITMAP: "bitmap dump", DUMP_TYPE_LIVE_KERNEL: "live kernel memory dump",
+    DUMP_TYPE_AUTOMATIC: "automatic dump",
+    DUMP_TYPE_KERNEL_MEMORY: "kernel memory dump (.dump /k)",
+    DUMP_TYPE_KERNEL_AND_USER: "kernel and user memory dump (.dump /ka)",
+    DUMP_TYPE_COMPLETE_MEMORY: "complete memory dump (.dump /f)",
+}
 IMAGE_FILE_MACHINE_AMD64 = 0x8664
 
 
@@ -112,6 +140,62 @@ DUMP_HEADER64 = Struct(
     "Reserved0" / _pad(DUMP_HEADER64_SIZE - 0x1050),
 )
 
+# -- x86 ------------------------------------------------------------------------------------------
+DUMP_HEADER32_SIZE = 0x1000
+PHYSICAL_MEMORY_BLOCK32_SIZE = 700           # ContextRecord (0x320) - PhysicalMemoryBlockBuffer (0x64)
+MAX_PHYSICAL_MEMORY_RUNS32 = (PHYSICAL_MEMORY_BLOCK32_SIZE - 8) // 8
+
+# _PHYSICAL_MEMORY_DESCRIPTOR and _PHYSICAL_MEMORY_RUN (crash.json): ULONG page numbers.
+PHYSICAL_MEMORY_RUN32 = Struct(
+    "BasePage" / Int32ul,
+    "PageCount" / Int32ul,
+)
+PHYSICAL_MEMORY_DESCRIPTOR32 = Struct(
+    "NumberOfRuns" / Int32ul,
+    "NumberOfPages" / Int32ul,
+    "Run" / Array(this.NumberOfRuns, PHYSICAL_MEMORY_RUN32),
+    "Padding0" / _pad(lambda ctx: PHYSICAL_MEMORY_BLOCK32_SIZE - 8 - 8 * ctx.NumberOfRuns),
+)
+
+# _DUMP_HEADER (crash.json, 0x1000 bytes; LeechCore reads the run list at 0x64 and DumpType at
+# 0xF88; rizin's dmp32_header agrees up to Comment). What lies between Comment and DumpType, and
+# the context and exception records, is kept as bytes.
+DUMP_HEADER32 = Struct(
+    "Signature" / Const(DUMP_SIGNATURE),
+    "ValidDump" / Const(DUMP_VALID_DUMP),
+    "MajorVersion" / Int32ul,
+    "MinorVersion" / Int32ul,
+    "DirectoryTableBase" / Int32ul,
+    "PfnDataBase" / Int32ul,
+    "PsLoadedModuleList" / Int32ul,
+    "PsActiveProcessHead" / Int32ul,
+    "MachineImageType" / Int32ul,
+    "NumberProcessors" / Int32ul,
+    "BugCheckCode" / Int32ul,
+    "BugCheckCodeParameter" / Array(4, Int32ul),
+    "VersionUser" / _pad(32),
+    "PaeEnabled" / Int8ul,
+    "KdSecondaryVersion" / Int8ul,
+    "VersionUser2" / _pad(2),
+    "KdDebuggerDataBlock" / Int32ul,
+    "PhysicalMemoryBlockBuffer" / PHYSICAL_MEMORY_DESCRIPTOR32,
+    "ContextRecord" / _pad(1200),
+    "Exception" / _pad(0x50),                # _EXCEPTION_RECORD32
+    "Comment" / _pad(128),
+    "Padding0" / _pad(0xF88 - 0x8A0),
+    "DumpType" / Int32ul,
+    "MiniDumpFields" / Int32ul,
+    "SecondaryDataState" / Int32ul,
+    "ProductType" / Int32ul,
+    "SuiteMask" / Int32ul,
+    "WriterStatus" / Int32ul,
+    "RequiredDumpSpace" / Int64ul,
+    "Padding1" / _pad(0x10),
+    "SystemUpTime" / Int64ul,
+    "SystemTime" / Int64ul,
+    "Reserved0" / _pad(56),
+)
+
 SUMMARY_DUMP_FIXED_SIZE = 0x38  # crash_common.json: the bitmap (BufferLong/BufferChar) starts here
 
 
@@ -120,13 +204,13 @@ def bitmap_bytes(bitmap_size: int) -> int:
     return (bitmap_size + 31) // 32 * 4
 
 
-# _SUMMARY_DUMP (crash_common.json) with its bitmap. HeaderSize is the file offset of the first
-# stored page; Pages is the number of bits set; BitmapSize the number of bits (frames).
+# _SUMMARY_DUMP (crash_common.json; kdmp-parser BMP_HEADER64) with its bitmap. HeaderSize
+# (kdmp-parser: FirstPage) is the file offset of the first stored page; Pages is the number of
+# bits set; BitmapSize the number of bits (frames).
 # The fixed part alone, for readers that stream the bitmap rather than hold it.
 SUMMARY_DUMP_FIXED = Struct(
-    "Signature" / Default(OneOf(Bytes(4), [SUMMARY_DUMP_SIGNATURE, FULL_BITMAP_DUMP_SIGNATURE]),
-                          SUMMARY_DUMP_SIGNATURE),
-    "ValidDump" / Const(DUMP_VALID_DUMP64),
+    "Signature" / Default(OneOf(Bytes(4), list(SUMMARY_DUMP_SIGNATURES)), SUMMARY_DUMP_SIGNATURE),
+    "ValidDump" / Const(DUMP_VALID_DUMP),
     "DumpOptions" / Int32ul,
     "Padding0" / _pad(0x14),
     "HeaderSize" / Int64ul,
@@ -205,6 +289,20 @@ class DumpHeader64:
 
 
 @dataclass(frozen=True)
+class DumpHeader32:
+    """The parts of an x86 _DUMP_HEADER a reader needs before stacking layers on it."""
+
+    MajorVersion: int
+    MinorVersion: int
+    DirectoryTableBase: int
+    MachineImageType: int
+    DumpType: int
+    Runs: tuple[PhysicalMemoryRun, ...]
+    NumberOfPages: int
+    PaeEnabled: int = 0
+
+
+@dataclass(frozen=True)
 class SummaryDump:
     """_SUMMARY_DUMP and its page bitmap (``Bitmap`` as stored: whole ULONGs)."""
 
@@ -239,7 +337,8 @@ def build_dump_header(header: DumpHeader64) -> bytes:
 
 
 def parse_dump_header(data: bytes) -> DumpHeader64:
-    parsed = _parse(DUMP_HEADER64, data, DUMP_HEADER64_SIZE, "_DUMP_HEADER64")
+    parsed = _parse(DUMP_HEADER64, data, DUMP_HEADER64_SIZE, "_DUMP_HEADER64",
+                    runs=(MAX_PHYSICAL_MEMORY_RUNS, 0x88))
     block = parsed.PhysicalMemoryBlockBuffer
     exception = parsed.Exception
     return DumpHeader64(
@@ -255,6 +354,18 @@ def parse_dump_header(data: bytes) -> DumpHeader64:
            if f.name not in ("Runs", "NumberOfPages", "RunListPadding0", "RunListPadding1",
                              "Exception", "BugCheckCodeParameter")},
     )
+
+
+def parse_dump_header32(data: bytes) -> DumpHeader32:
+    parsed = _parse(DUMP_HEADER32, data, DUMP_HEADER32_SIZE, "_DUMP_HEADER", runs=(
+        MAX_PHYSICAL_MEMORY_RUNS32, 0x64))
+    block = parsed.PhysicalMemoryBlockBuffer
+    return DumpHeader32(
+        MajorVersion=parsed.MajorVersion, MinorVersion=parsed.MinorVersion,
+        DirectoryTableBase=parsed.DirectoryTableBase, MachineImageType=parsed.MachineImageType,
+        DumpType=parsed.DumpType, PaeEnabled=parsed.PaeEnabled,
+        Runs=tuple(PhysicalMemoryRun(r.BasePage, r.PageCount) for r in block.Run),
+        NumberOfPages=block.NumberOfPages)
 
 
 def build_summary_dump(summary: SummaryDump) -> bytes:
@@ -284,10 +395,19 @@ def _build(struct: Struct, values: dict, name: str) -> bytes:
         raise DumpFormatError(f"cannot build {name}: {construct_message(exc)}") from exc
 
 
-def _parse(struct: Struct, data: bytes, minimum: int, name: str):
+def _parse(struct: Struct, data: bytes, minimum: int, name: str,
+           runs: tuple[int, int] | None = None):
+    """``runs``: (most runs the header's run list holds, offset of NumberOfRuns), checked first
+    so a damaged count is named as such rather than read as a truncated file."""
     if len(data) < minimum:
         raise TruncatedDumpError(f"{name} needs {minimum:#x} bytes, got {len(data):#x}",
                                  offset=len(data), expected=minimum, actual=len(data))
+    if runs is not None:
+        most, at = runs
+        count = int.from_bytes(data[at:at + 4], "little")
+        if count > most:
+            raise DumpFormatError(f"{name} lists {count:,} physical memory runs; its run list "
+                                  f"holds at most {most}")
     try:
         return struct.parse(data)
     except ConstructError as exc:

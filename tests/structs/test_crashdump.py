@@ -13,6 +13,7 @@ import json
 import random
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from hypothesis import strategies as st
 import volatility3
 from iumdump.errors import DumpFormatError, TruncatedDumpError
 from iumdump.structs.crashdump import (
-    DUMP_HEADER64, DUMP_HEADER64_SIZE, EXCEPTION_RECORD64, MAX_PHYSICAL_MEMORY_RUNS,
-    PHYSICAL_MEMORY_RUN64, SUMMARY_DUMP, SUMMARY_DUMP_FIXED_SIZE, DumpHeader64, ExceptionRecord64,
-    PhysicalMemoryRun, SummaryDump, bitmap_bytes, build_dump_header, build_summary_dump,
-    parse_dump_header, parse_summary_dump,
+    DUMP_HEADER32, DUMP_HEADER32_SIZE, DUMP_HEADER64, DUMP_HEADER64_SIZE, DUMP_TYPE_BITMAP,
+    DUMP_TYPE_LIVE_KERNEL, DUMP_TYPE_NAMES, EXCEPTION_RECORD64, MAX_PHYSICAL_MEMORY_RUNS,
+    MAX_PHYSICAL_MEMORY_RUNS32, PHYSICAL_MEMORY_RUN64, SUMMARY_DUMP, SUMMARY_DUMP_FIXED_SIZE,
+    DumpHeader64, ExceptionRecord64, PhysicalMemoryRun, SummaryDump, bitmap_bytes,
+    build_dump_header, build_summary_dump, parse_dump_header, parse_dump_header32,
+    parse_summary_dump,
 )
 
 VOLATILITY_SYMBOLS = Path(volatility3.__file__).parent / "framework" / "symbols" / "windows"
@@ -166,10 +169,89 @@ def test_nested_offsets_match_ctypes():
 
 
 def test_signature_bytes():
+    """Regression: the _SUMMARY_DUMP was built (and required) as ``SDMPDU64``, borrowing the x64
+    header's ValidDump; Windows writes ``SDMPDUMP`` or ``FDMPDUMP`` (kdmp-parser BMP_HEADER64,
+    LeechCore device_file.c, rizin dmp_specs.h), so every real bitmap dump was refused."""
     raw = build_dump_header(a_header())
     assert raw[:8] == b"PAGEDU64"
     summary = build_summary_dump(SummaryDump(0x3000, 0, 0, b""))
-    assert summary[:8] == b"SDMP" + b"DU64"
+    assert summary[:8] == b"SDMP" + b"DUMP"
+    full = build_summary_dump(SummaryDump(0x3000, 0, 0, b"", Signature=b"FDMP"))
+    assert full[:8] == b"FDMPDUMP"
+
+
+# kdmp-parser BMP_HEADER64: Signature, ValidDump, padding to FirstPage at 0x20,
+# TotalPresentPages, Pages (bits), then the bitmap.
+BMP_HEADER64 = struct.Struct("<4s4s24xQQQ")
+
+
+@pytest.mark.parametrize("signature", [b"SDMP", b"FDMP"])
+def test_summary_headers_as_windows_writes_them_parse(signature):
+    """A summary header packed from kdmp-parser's BMP_HEADER64 layout (not from our definition)
+    parses, both signatures LeechCore and rizin accept."""
+    bitmap = bytes([0b101, 0, 0, 0x80])
+    raw = BMP_HEADER64.pack(signature, b"DUMP", 0x3000, 3, 32) + bitmap
+    summary = parse_summary_dump(raw)
+    assert (summary.Signature, summary.HeaderSize, summary.Pages, summary.BitmapSize) == \
+        (signature, 0x3000, 3, 32)
+    assert [pfn for pfn in range(32) if summary.has_page(pfn)] == [0, 2, 31]
+    assert build_summary_dump(summary) == raw
+
+
+@pytest.mark.parametrize("head", [b"SDMPDU64", b"KDMPDUMP", b"PAGEDUMP", bytes(8)])
+def test_summary_headers_windows_does_not_write_are_refused(head):
+    with pytest.raises(DumpFormatError) as err:
+        parse_summary_dump(head + bytes(0x30))
+    assert "\n" not in str(err.value)
+
+
+def test_x86_header_as_volatility_and_leechcore_read_it():
+    """The x86 _DUMP_HEADER packed at the offsets of Volatility's crash.json (LeechCore reads
+    the run list at 0x64 and DumpType at 0xF88): the preflight's construct definition reads the
+    same values."""
+    header = bytearray(DUMP_HEADER32_SIZE)
+    struct.pack_into("<4s4sII", header, 0, b"PAGE", b"DUMP", 0xF, 7601)
+    struct.pack_into("<I", header, 0x10, 0x185000)           # DirectoryTableBase
+    struct.pack_into("<I", header, 0x20, 0x14C)              # MachineImageType: i386
+    struct.pack_into("<B", header, 0x5C, 1)                  # PaeEnabled
+    struct.pack_into("<IIIIII", header, 0x64, 2, 48, 1, 16, 0x100, 32)  # two runs
+    struct.pack_into("<I", header, 0xF88, 1)                 # DumpType
+    parsed = parse_dump_header32(bytes(header))
+    assert (parsed.MajorVersion, parsed.MinorVersion, parsed.DirectoryTableBase,
+            parsed.MachineImageType, parsed.PaeEnabled, parsed.DumpType) == \
+        (0xF, 7601, 0x185000, 0x14C, 1, 1)
+    assert parsed.Runs == (PhysicalMemoryRun(1, 16), PhysicalMemoryRun(0x100, 32))
+    assert parsed.NumberOfPages == 48
+    struct.pack_into("<I", header, 0x64, MAX_PHYSICAL_MEMORY_RUNS32 + 1)
+    with pytest.raises(DumpFormatError, match="at most 86"):
+        parse_dump_header32(bytes(header))
+
+
+X86_INTS = {"MajorVersion": 4, "MinorVersion": 4, "DirectoryTableBase": 4, "PfnDataBase": 4,
+            "PsLoadedModuleList": 4, "PsActiveProcessHead": 4, "MachineImageType": 4,
+            "NumberProcessors": 4, "BugCheckCode": 4, "PaeEnabled": 1, "KdSecondaryVersion": 1,
+            "KdDebuggerDataBlock": 4, "DumpType": 4, "MiniDumpFields": 4,
+            "SecondaryDataState": 4, "ProductType": 4, "SuiteMask": 4, "WriterStatus": 4,
+            "RequiredDumpSpace": 8, "SystemUpTime": 8, "SystemTime": 8}
+
+
+def test_x86_header_offsets_match_volatility_crash_json():
+    """Each field of our x86 definition, set alone to a marker, lands where crash.json puts it."""
+    volatility = _volatility_fields("crash", "_DUMP_HEADER")
+    zeros = dict({name: 0 for name in X86_INTS}, BugCheckCodeParameter=[0] * 4,
+                 PhysicalMemoryBlockBuffer=dict(NumberOfRuns=0, NumberOfPages=0, Run=[]))
+    assert len(DUMP_HEADER32.build(zeros)) == DUMP_HEADER32_SIZE
+    for name, size in X86_INTS.items():
+        marker = 0x5A
+        raw = DUMP_HEADER32.build(dict(zeros, **{name: marker}))
+        assert raw.index(bytes([marker]), 8) == volatility[name], name
+    assert volatility["PhysicalMemoryBlockBuffer"] == 0x64
+
+
+def test_dump_type_names_cover_the_cited_types():
+    """kdmp-parser-rs DumpType (1, 5, 6, 8, 9, 10) and rizin DMP_DUMPTYPE_* (1-7)."""
+    assert set(DUMP_TYPE_NAMES) == set(range(1, 11))
+    assert DUMP_TYPE_LIVE_KERNEL == 6 and DUMP_TYPE_BITMAP == 5
 
 
 def _volatility_fields(table: str, struct: str) -> dict[str, int]:
