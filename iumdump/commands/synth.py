@@ -11,8 +11,11 @@ from ..slat.synth import DEFAULT_FORMAT, DEFAULT_SCENARIO, FORMATS, synthesize
 FORMAT_HELP = {
     "raw": "flat image; VTL1 pages zero-filled (WinPmem)",
     "crash-full": "complete crash dump (DumpType 1); VTL1 pages zero-filled",
-    "crash-bitmap": "kernel bitmap crash dump (DumpType 5); VTL1 pages left out",
+    "crash-bitmap": "bitmap crash dump (DumpType 5, FDMP); VTL1 pages left out",
     "host": "flat image read from the host (LiveCloudKd); VTL1 pages readable",
+    "crash-live": "live kernel memory dump (DumpType 6, SDMP, Task Manager); kernel memory "
+                  "only: every process's user pages left out (read it with vol -p \"$(iumdump "
+                  "plugins)\")",
 }
 
 
@@ -73,5 +76,7 @@ def _run(args) -> int:
               f"{result.format} dump, kernel {truth['kernel']['build']} "
               f"{truth['kernel']['pdb_guid']}-{truth['kernel']['pdb_age']}", file=sys.stderr)
         print(f"  {result.dump_path}\n  {result.isf_path}\n  {result.truth_path}", file=sys.stderr)
-        print(f"  vol -f {result.dump_path} -s {result.symbols_dir} windows.pslist", file=sys.stderr)
+        plugins = ' -p "$(iumdump plugins)"' if result.format == "crash-live" else ""
+        print(f"  vol{plugins} -f {result.dump_path} -s {result.symbols_dir} windows.pslist",
+              file=sys.stderr)
     return 0

@@ -7,9 +7,13 @@ took away. What the tool does about it depends on the format (DESIGN §6):
   WinPmem does when a read fails.
 * ``crash-full`` — a complete crash dump (DumpType 1): the header, then every frame of the one
   physical memory run; refused pages zero-filled likewise.
-* ``crash-bitmap`` — a bitmap crash dump (DumpType 5): only frames whose bitmap bit is set are
-  stored; refused frames are left out, and so are frames never used, as a kernel dump omits free
-  pages.
+* ``crash-bitmap`` — a bitmap crash dump (DumpType 5, summary signature ``FDMP``: a complete
+  memory dump): only frames whose bitmap bit is set are stored; refused frames are left out, and
+  so are frames never used, as an active memory dump omits free pages.
+* ``crash-live`` — a live kernel memory dump (DumpType 6, summary signature ``SDMP``), as Task
+  Manager's "Create live kernel memory dump file" writes it: the bitmap layout of DumpType 5 with
+  kernel memory only — every process's user pages (and pages no one maps) are left out, the page
+  tables, pool and kernel image kept; refused frames are left out too.
 * ``host`` — the raw format read through the host view (everything readable), like a host-side
   capture with LiveCloudKd.
 
@@ -20,6 +24,7 @@ complete: it is written to a temporary name in the same directory and renamed.
 
 from __future__ import annotations
 
+import bisect
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -29,17 +34,23 @@ from tqdm import tqdm
 
 from ..errors import InvalidInputError
 from ..structs.crashdump import (
-    DUMP_HEADER64_SIZE, DUMP_TYPE_BITMAP, DUMP_TYPE_FULL, IMAGE_FILE_MACHINE_AMD64,
-    SUMMARY_DUMP_FIXED_SIZE, SUMMARY_DUMP_OFFSET, DumpHeader64, PhysicalMemoryRun, SummaryDump,
+    DUMP_HEADER64_SIZE, DUMP_TYPE_BITMAP, DUMP_TYPE_FULL, DUMP_TYPE_LIVE_KERNEL,
+    FULL_BITMAP_DUMP_SIGNATURE, IMAGE_FILE_MACHINE_AMD64, SUMMARY_DUMP_FIXED_SIZE,
+    SUMMARY_DUMP_OFFSET, SUMMARY_DUMP_SIGNATURE, DumpHeader64, PhysicalMemoryRun, SummaryDump,
     bitmap_bytes, build_dump_header, build_summary_dump,
 )
 from .ept import EPT_READ
 from .machine import FrameRanges, SlatMachine
 from .memory import FRAME_FREE, PAGE_SHIFT, PAGE_SIZE
 
-FORMATS = ("raw", "crash-full", "crash-bitmap", "host")
-CRASH_FORMATS = ("crash-full", "crash-bitmap")
-EXTENSIONS = {"raw": "raw", "crash-full": "dmp", "crash-bitmap": "dmp", "host": "raw"}
+FORMATS = ("raw", "crash-full", "crash-bitmap", "host", "crash-live")
+CRASH_FORMATS = ("crash-full", "crash-bitmap", "crash-live")
+BITMAP_FORMATS = ("crash-bitmap", "crash-live")
+EXTENSIONS = {"raw": "raw", "crash-full": "dmp", "crash-bitmap": "dmp", "host": "raw",
+              "crash-live": "dmp"}
+# DumpType and _SUMMARY_DUMP signature of each bitmap format.
+BITMAP_KINDS = {"crash-bitmap": (DUMP_TYPE_BITMAP, FULL_BITMAP_DUMP_SIGNATURE),
+                "crash-live": (DUMP_TYPE_LIVE_KERNEL, SUMMARY_DUMP_SIGNATURE)}
 
 BUGCHECK_LIVE_SYSTEM_DUMP = 0x161  # the bug check code of a dump taken from a running system
 _CHUNK_PAGES = 1024                # 4 MiB writes
@@ -48,6 +59,7 @@ _CHUNK_PAGES = 1024                # 4 MiB writes
 _DATA = "data"          # readable and in use: stored with its content
 _FREE = "free"          # readable, never used: zeros (a hole), left out of a bitmap dump
 _REFUSED = "refused"    # the EPT refused the read: zero-filled or left out, by format
+_NOT_KERNEL = "not-kernel"  # readable, but not kernel memory: left out of a live kernel dump
 
 
 @dataclass(frozen=True)
@@ -92,20 +104,28 @@ def default_filename(fmt: str) -> str:
 
 
 def write_dump(machine: SlatMachine, path: str | os.PathLike, fmt: str,
-               facts: KernelFacts | None = None, *, progress: bool = True) -> WriteResult:
-    """Acquire ``machine``'s memory into ``path`` in format ``fmt`` (one of FORMATS)."""
+               facts: KernelFacts | None = None, *, progress: bool = True,
+               not_kernel: FrameRanges | None = None) -> WriteResult:
+    """Acquire ``machine``'s memory into ``path`` in format ``fmt`` (one of FORMATS).
+    ``not_kernel``: the frames that are not kernel memory (user pages of every process, pages no
+    one maps), which ``crash-live`` leaves out; it is required for that format only."""
     _check_format(fmt)
     if fmt in CRASH_FORMATS and facts is None:
         raise InvalidInputError(f"the {fmt} format needs KernelFacts for its header")
+    if fmt == "crash-live" and not_kernel is None:
+        raise InvalidInputError("the crash-live format needs the frames that are not kernel "
+                                "memory, to leave them out")
     view = machine.host_view() if fmt == "host" else machine.view(0)
     plan = list(_plan(machine, view))
+    if fmt == "crash-live":
+        plan = list(_mark(plan, not_kernel, _NOT_KERNEL))
     refused = FrameRanges((s, e) for s, e, state in plan if state == _REFUSED)
     if fmt == "host":
         refused = machine.refused_frames(0)
     path = os.fspath(path)
     with _AtomicFile(path) as out, _progress(machine, fmt, progress) as bar:
-        if fmt == "crash-bitmap":
-            result = _write_bitmap(machine, view, plan, facts, out, bar)
+        if fmt in BITMAP_FORMATS:
+            result = _write_bitmap(machine, view, plan, facts, out, bar, *BITMAP_KINDS[fmt])
         else:
             base = DUMP_HEADER64_SIZE if fmt == "crash-full" else 0
             size = base + machine.memory.size
@@ -115,7 +135,7 @@ def write_dump(machine: SlatMachine, path: str | os.PathLike, fmt: str,
             result = _write_flat(view, plan, out, bar, base, size, header)
     written, data_bytes, size = result
     stored_refused = fmt in ("raw", "crash-full")
-    if fmt == "crash-bitmap":
+    if fmt in BITMAP_FORMATS:
         absent = FrameRanges((s, e) for s, e, state in plan if state != _DATA)
     else:
         absent = FrameRanges()
@@ -164,6 +184,27 @@ def _plan(machine: SlatMachine, view) -> Iterator[tuple[int, int, str]]:
         yield pending
 
 
+def _mark(plan, ranges: FrameRanges, state: str) -> Iterator[tuple[int, int, str]]:
+    """``plan`` with the data frames inside ``ranges`` given ``state`` instead."""
+    marked = ranges.ranges
+    for start, end, current in plan:
+        if current != _DATA:
+            yield start, end, current
+            continue
+        index = max(bisect.bisect_right(marked, (start, start)) - 1, 0)
+        position = start
+        while index < len(marked) and marked[index][0] < end:
+            low, high = max(marked[index][0], position), min(marked[index][1], end)
+            if low < high:
+                if position < low:
+                    yield position, low, _DATA
+                yield low, high, state
+                position = high
+            index += 1
+        if position < end:
+            yield position, end, _DATA
+
+
 def _write_flat(view, plan, out: _AtomicFile, bar, base: int, size: int, header: bytes
                 ) -> tuple[int, int, int]:
     """Raw, host and crash-full: frame n at ``base + n * 4096``; zero runs stay holes."""
@@ -187,9 +228,10 @@ def _write_flat(view, plan, out: _AtomicFile, bar, base: int, size: int, header:
     return written, data_bytes, size
 
 
-def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, out: _AtomicFile, bar
-                  ) -> tuple[int, int, int]:
-    """crash-bitmap: header, _SUMMARY_DUMP with one bit per stored frame, then those frames."""
+def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, out: _AtomicFile, bar,
+                  dump_type: int, signature: bytes) -> tuple[int, int, int]:
+    """crash-bitmap and crash-live: header, _SUMMARY_DUMP with one bit per stored frame, then
+    those frames."""
     frame_count = machine.frame_count
     bitmap = bytearray(bitmap_bytes(frame_count))
     pages = 0
@@ -199,9 +241,10 @@ def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, out: _At
             pages += end - start
     header_size = _bitmap_header_size(frame_count)
     size = header_size + (pages << PAGE_SHIFT)
-    header = build_dump_header(_dump_header(machine, facts, DUMP_TYPE_BITMAP, size))
+    header = build_dump_header(_dump_header(machine, facts, dump_type, size))
     summary = build_summary_dump(SummaryDump(HeaderSize=header_size, Pages=pages,
-                                             BitmapSize=frame_count, Bitmap=bytes(bitmap)))
+                                             BitmapSize=frame_count, Bitmap=bytes(bitmap),
+                                             Signature=signature))
     os.ftruncate(out.fd, size)
     data_bytes = _pwrite_all(out.fd, header, 0) + _pwrite_all(out.fd, summary, SUMMARY_DUMP_OFFSET)
     offset = header_size

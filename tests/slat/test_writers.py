@@ -11,7 +11,10 @@ from volatility3.framework import contexts, exceptions
 from volatility3.framework.layers import crash, physical
 
 from iumdump.errors import InvalidInputError
-from iumdump.slat.machine import HV_MAP_GPA_PERMISSIONS_NONE, HV_MAP_GPA_READABLE, SlatMachine
+from iumdump.analysis.livedump import WindowsLiveDump64Layer, WindowsLiveDumpStacker
+from iumdump.slat.machine import (
+    HV_MAP_GPA_PERMISSIONS_NONE, HV_MAP_GPA_READABLE, FrameRanges, SlatMachine,
+)
 from iumdump.slat.memory import PAGE_SIZE, GuestPhysicalMemory
 from iumdump.slat.writers import (
     BUGCHECK_LIVE_SYSTEM_DUMP, FORMATS, KernelFacts, WriteResult, default_filename, write_dump,
@@ -28,6 +31,9 @@ TRUSTLET_PFNS = range(0x400, 0x404)     # background frames VTL1 takes away
 SECRET_PFN = 0xA00                      # an explicit frame VTL1 takes away
 FREE_REFUSED_PFN = 0xB00                # a never-used frame VTL1 takes away
 READ_ONLY_PFN = 0x450                   # VTL0 may read it, not write it
+# Frames that are not kernel memory (user pages, standby pages): a live kernel dump leaves them
+# out. One is also refused (SECRET_PFN), one never used (0xC00).
+NOT_KERNEL = FrameRanges([(0x600, 0x700), (SECRET_PFN, SECRET_PFN + 1), (0xC00, 0xC01)])
 
 FACTS = KernelFacts(directory_table_base=0x1AD000, pfn_database=0xFFFF_FA80_0000_0000,
                     ps_loaded_module_list=0xFFFF_F800_0123_4560,
@@ -61,7 +67,8 @@ def machine() -> SlatMachine:
 @pytest.fixture(scope="module")
 def dumps(machine, tmp_path_factory) -> dict[str, WriteResult]:
     out = tmp_path_factory.mktemp("dumps")
-    return {fmt: write_dump(machine, out / f"{fmt}.bin", fmt, FACTS, progress=False)
+    return {fmt: write_dump(machine, out / f"{fmt}.bin", fmt, FACTS, progress=False,
+                            not_kernel=NOT_KERNEL if fmt == "crash-live" else None)
             for fmt in FORMATS}
 
 
@@ -121,6 +128,7 @@ def test_crash_bitmap_leaves_refused_and_free_frames_out(machine, dumps):
         header = parse_dump_header(handle.read(DUMP_HEADER64_SIZE))
         summary = parse_summary_dump(handle.read(result.first_page_offset - DUMP_HEADER64_SIZE))
     assert header.DumpType == 5 and header.RequiredDumpSpace == result.size
+    assert summary.Signature == b"FDMP"  # a complete memory dump, written as a bitmap
     stored = [pfn for pfn in range(machine.frame_count) if summary.has_page(pfn)]
     assert stored == sorted(used_frames(machine) - set(REFUSED))
     assert summary.BitmapSize == machine.frame_count and summary.Pages == len(stored)
@@ -132,6 +140,33 @@ def test_crash_bitmap_leaves_refused_and_free_frames_out(machine, dumps):
     assert set(result.absent_pfns) == set(range(machine.frame_count)) - set(stored)
     assert result.zero_filled_pfns == [] and result.refused_pfns == REFUSED
     assert result.pages_written == len(stored)
+
+
+def test_crash_live_keeps_kernel_memory_only(machine, dumps):
+    """DumpType 6 (Task Manager's live kernel memory dump): the bitmap layout of DumpType 5 with
+    an SDMP summary, holding the frames in use that are kernel memory and VTL0 may read."""
+    result = dumps["crash-live"]
+    with open(result.path, "rb") as handle:
+        head = handle.read(DUMP_HEADER64_SIZE)
+        header = parse_dump_header(head)
+        summary_bytes = handle.read(result.first_page_offset - DUMP_HEADER64_SIZE)
+        summary = parse_summary_dump(summary_bytes)
+    assert head[:8] == b"PAGEDU64" and summary_bytes[:8] == b"SDMPDUMP"
+    assert header.DumpType == 6 and header.RequiredDumpSpace == result.size
+    stored = [pfn for pfn in range(machine.frame_count) if summary.has_page(pfn)]
+    assert stored == sorted(used_frames(machine) - set(REFUSED) - set(NOT_KERNEL))
+    assert 0x600 not in stored and 0x5FF in stored and 0x700 in stored
+    assert summary.Pages == len(stored) == result.pages_written
+    pages = file_pages(result.path, summary.HeaderSize, len(stored))
+    assert pages == [machine.memory.page(pfn) for pfn in stored]
+    assert set(result.absent_pfns) == set(range(machine.frame_count)) - set(stored)
+    assert result.zero_filled_pfns == [] and result.refused_pfns == REFUSED
+
+
+def test_crash_live_needs_to_know_what_is_not_kernel_memory(machine, tmp_path):
+    with pytest.raises(InvalidInputError, match="not kernel memory"):
+        write_dump(machine, tmp_path / "live.dmp", "crash-live", FACTS, progress=False)
+    assert os.listdir(tmp_path) == []
 
 
 def test_host_capture_reads_everything(machine, dumps):
@@ -189,6 +224,30 @@ def test_volatility_opens_the_crash_dumps(machine, dumps, fmt):
             assert not layer.is_valid(pfn * PAGE_SIZE)
             with pytest.raises(exceptions.InvalidAddressException):
                 layer.read(pfn * PAGE_SIZE, 8)
+
+
+def test_stock_volatility_refuses_the_live_dump_and_iumdumps_layer_reads_it(machine, dumps):
+    """Volatility 3's crash dump layer refuses DumpType 6 (why iumdump provides a layer); the
+    subclass reads it with Volatility's own bitmap code."""
+    path = dumps["crash-live"].path
+    with pytest.raises(crash.WindowsCrashDumpFormatException, match="unsupported dump format"):
+        volatility_layer(path, crash.WindowsCrashDump64Layer)
+    base = volatility_layer(path, None)
+    assert crash.WindowsCrashDumpStacker.stack(base.context, "base") is None
+    stacked = WindowsLiveDumpStacker.stack(base.context, "base")
+    assert isinstance(stacked, WindowsLiveDump64Layer) and stacked.dump_type == 6
+    layer = volatility_layer(path, WindowsLiveDump64Layer)
+    assert layer.read(KERNEL_PFN * PAGE_SIZE, 18) == b"nt!KiSystemStartup"
+    for pfn in (0x100, 0x5FF, 0x700, 0x8FF):
+        assert layer.read(pfn * PAGE_SIZE, PAGE_SIZE) == machine.memory.page(pfn), hex(pfn)
+    for pfn in (0x600, 0x6FF, SECRET_PFN, *TRUSTLET_PFNS):
+        assert not layer.is_valid(pfn * PAGE_SIZE), hex(pfn)
+
+
+def test_live_dump_stacker_leaves_other_dumps_to_volatility(dumps):
+    for fmt in ("crash-full", "crash-bitmap", "raw"):
+        base = volatility_layer(dumps[fmt].path, None)
+        assert WindowsLiveDumpStacker.stack(base.context, "base") is None, fmt
 
 
 def test_volatility_stacker_recognises_the_bitmap_dump(dumps):
@@ -283,4 +342,4 @@ def test_bad_requests_are_refused(tmp_path):
 
 def test_default_filenames_follow_the_synth_contract():
     assert [default_filename(fmt) for fmt in FORMATS] == [
-        "memory.raw", "memory.dmp", "memory.dmp", "memory.raw"]
+        "memory.raw", "memory.dmp", "memory.dmp", "memory.raw", "memory.dmp"]

@@ -1,0 +1,73 @@
+"""Volatility 3 reads live kernel memory dumps (DumpType 6) through this layer and its stacker.
+
+Task Manager's "Create live kernel memory dump file" (Windows 11 22H2+) writes a crash dump whose
+_DUMP_HEADER64 says DumpType 6 and whose pages are stored exactly as in a bitmap dump (DumpType
+5): a _SUMMARY_DUMP (``SDMPDUMP``) at 0x2000, its bitmap, then the frames it marks. Sources:
+kdmp-parser-rs ``src/structs.rs`` (``DumpType::LiveKernelMemory = 0x6``, "Produced by TaskMgr >
+System > Create live kernel Memory Dump", parsed by the same ``bmp_physmem`` as DumpType 5),
+LeechCore ``leechcore/device_file.c`` (``DUMP_TYPE_ACTIVE_MEMORY 6``, read by the same bitmap
+parser as 5), rizin ``librz/bin/format/dmp/dmp_specs.h`` (``DMP_DUMPTYPE_BITMAPKERNEL 6``).
+
+Volatility 3 (``framework/layers/crash.py``, 2.28) refuses DumpType 6. :class:`WindowsLiveDump64Layer`
+is its :class:`WindowsCrashDump64Layer` with DumpType 6 accepted and its segments loaded by the
+DumpType 5 code; :class:`WindowsLiveDumpStacker` offers it to automagic. Defining the classes
+registers them: Volatility's stacker automagic finds every subclass of
+``StackerLayerInterface``, and its configuration rebuilds layers from their class path. They are
+imported by ``iumdump analyze`` and, through ``vol_plugins/windows/livedump.py``, by ``vol -p
+"$(iumdump plugins)"``, so Volatility's own plugins (windows.pslist …) read these dumps too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from volatility3.framework import constants, interfaces
+from volatility3.framework.layers import crash
+
+from ..structs.crashdump import DUMP_TYPE_BITMAP, DUMP_TYPE_LIVE_KERNEL
+
+vollog = logging.getLogger(__name__)
+
+
+class WindowsLiveDump64Layer(crash.WindowsCrashDump64Layer):
+    """A live kernel memory dump (DumpType 6): a bitmap crash dump holding kernel memory only."""
+
+    supported_dumptypes = [DUMP_TYPE_LIVE_KERNEL]
+
+    def _load_segments(self) -> None:
+        # The pages are stored as DumpType 5 stores them; let Volatility's own code map them.
+        self.dump_type = DUMP_TYPE_BITMAP
+        try:
+            super()._load_segments()
+        finally:
+            self.dump_type = DUMP_TYPE_LIVE_KERNEL
+
+
+class WindowsLiveDumpStacker(crash.WindowsCrashDumpStacker):
+    """Stacks :class:`WindowsLiveDump64Layer` where Volatility's crash dump stacker declined: a
+    dump whose header says DumpType 6. Other crash dumps are left to Volatility's stacker."""
+
+    stack_order = crash.WindowsCrashDumpStacker.stack_order + 1
+    exclusion_list = ["mac", "linux"]
+
+    @classmethod
+    def stack(
+        cls,
+        context: interfaces.context.ContextInterface,
+        layer_name: str,
+        progress_callback: constants.ProgressCallback = None,
+    ) -> Optional[interfaces.layers.DataLayerInterface]:
+        layer = WindowsLiveDump64Layer
+        try:
+            layer.check_header(context.layers[layer_name])
+            new_name = context.layers.free_layer_name(layer.__name__)
+            context.config[interfaces.configuration.path_join(new_name, "base_layer")] = \
+                layer_name
+            return layer(context, new_name, new_name)
+        except crash.WindowsCrashDumpFormatException as excp:
+            vollog.log(constants.LOGLEVEL_VVVV, f"Not a live kernel memory dump: {excp}")
+        return None
+
+
+__all__ = ["WindowsLiveDump64Layer", "WindowsLiveDumpStacker"]
