@@ -40,6 +40,7 @@ from construct import Bytes, Const, CString, Int32ul, Struct as CStruct
 
 from ..errors import InvalidInputError, ScenarioError, SymbolError
 from ..isf import Member, SymbolTable
+from ..structs.protection import parse_protection
 from .memory import (
     FRAME_FREE, PAGE_SHIFT, PAGE_SIZE, FrameAllocator, GuestPhysicalMemory, OutOfMemoryError,
 )
@@ -115,6 +116,7 @@ KERNEL_FIELDS_USED = (
     ("_EPROCESS", "ObjectTable"), ("_EPROCESS", "WoW64Process"),
     ("_EPROCESS", "ThreadListHead"), ("_EPROCESS", "ThreadListHead.Flink"),
     ("_EPROCESS", "ThreadListHead.Blink"), ("_EPROCESS", "Protection.Level"),
+    ("_EPROCESS", "ProtectedProcess"),
     ("_EPROCESS", "CreateReported"), ("_EPROCESS", "ProcessInserted"),
     ("_EPROCESS", "HasAddressSpace"), ("_EPROCESS", "AddressSpaceInitialized"),
     ("_EPROCESS", "ProcessInSession"), ("_EPROCESS", "ProcessExiting"),
@@ -217,6 +219,7 @@ KERNEL_FIELDS_OPTIONAL = (
     ("_KUSER_SHARED_DATA", "DbgSecureBootEnabled"), ("_LDR_DATA_TABLE_ENTRY", "TimeDateStamp"),
     ("_ETHREAD", "Tcb.Teb"), ("_ETHREAD", "Tcb.KernelStack"), ("_ETHREAD", "Tcb.InitialStack"),
     ("_ETHREAD", "Tcb.ApcState.Process"), ("_ETHREAD", "Tcb.State"),
+    ("_EPROCESS", "ProtectedProcess"),  # Windows 7's flag, before PS_PROTECTION
 )
 # Not written by the kernel, but read by Volatility to interpret what it wrote: it picks its
 # Vista+ pool-header class (even PoolType = non-paged) when _POOL_TRACKER_BIG_PAGES has these.
@@ -744,6 +747,7 @@ class SyntheticKernel:
         self.secure_kernel_frames: tuple[int, int] | None = None
         self.pool_large_pages = 0
         self.kuser_pfn = 0
+        self.standby_frames: list[tuple[int, int]] = []  # filled by fill_free_frames
 
     # -- public ------------------------------------------------------------------------------
     def build(self, processes: Iterable[ProcessSpec], *, pool_pages: int = 0) -> KernelBuild:
@@ -1299,7 +1303,11 @@ class SyntheticKernel:
 
         process.set("Pcb.DeepFreeze", int(spec.frozen))
         self._set_flag_bits(process, spec)
-        process.set("Protection.Level", spec.protection)
+        if layout.has("_EPROCESS", "Protection.Level"):
+            process.set("Protection.Level", spec.protection)
+        if parse_protection(spec.protection).is_protected:
+            # Before PS_PROTECTION (Windows 7): one bit says the process is protected.
+            process.set_optional("ProtectedProcess", 1)
         flags = self._expected_flags(spec, secure)
 
         # Threads (ETHREADs on both lists) and the thread list heads.
@@ -1392,8 +1400,11 @@ class SyntheticKernel:
         background = spec.background if has("_EPROCESS", "Background") else None
         subsystem = spec.subsystem if has("_EPROCESS", "SubsystemProcess") else None
         trusted_app = False if has("_EPROCESS", "Pcb.SecureState.Flags.TrustedApp") else None
+        protected = None
+        if has("_EPROCESS", "Protection.Level") or has("_EPROCESS", "ProtectedProcess"):
+            protected = parse_protection(spec.protection).is_protected
         return {
-            "IsProtectedProcess": (spec.protection & 0x7) != 0,
+            "IsProtectedProcess": protected,
             "IsWow64Process": spec.wow64,
             "IsProcessDeleting": spec.deleting,
             "IsCrossSessionCreate": spec.cross_session,
@@ -1464,10 +1475,10 @@ class SyntheticKernel:
         regions: list[BuiltRegion] = []
         control_area = 0
         specs = list(spec.regions)
-        if not built.secure and not spec.secure == "trustlet":
-            # NT maps KUSER_SHARED_DATA read-only into every process, under its own VAD (a
-            # trustlet's user mode runs in VTL1 and gets its shared page from the Secure Kernel).
-            specs.append(RegionSpec(KUSER_SHARED_DATA_USER, 1, "PAGE_READONLY", SHARED_CONTENT))
+        # NT maps KUSER_SHARED_DATA read-only and no-execute into every process it creates,
+        # trustlets included (their address space is built in VTL0 like any other), under a
+        # read-only VAD of its own (MiInsertSharedUserPageVad; ReactOS ntoskrnl/mm/ARM3/procsup.c).
+        specs.append(RegionSpec(KUSER_SHARED_DATA_USER, 1, "PAGE_READONLY", SHARED_CONTENT))
         for region in sorted(specs, key=lambda r: r.start):
             pfns = self._user_frames(region)
             writable = region.protection in ("PAGE_READWRITE", "PAGE_EXECUTE_READWRITE")
@@ -1619,7 +1630,8 @@ class SyntheticKernel:
     def fill_free_frames(self, fraction: float) -> int:
         """Give free frames background content until ``fraction`` of all frames are in use —
         the standby, cache and modified pages of a busy machine, mapped by no process. Returns
-        how many frames were filled. Frame 0 stays free, as firmware keeps it."""
+        how many frames were filled (their ranges: ``standby_frames``). Frame 0 stays free, as
+        firmware keeps it."""
         total = self.memory.frame_count
         target = int(total * fraction)
         free_runs = [(start, end) for start, end, kind in self.memory.frame_runs(1, total)
@@ -1631,6 +1643,7 @@ class SyntheticKernel:
                 break
             count = min(end - start, target - used)
             self.memory.add_background(start, count)
+            self.standby_frames.append((start, start + count))
             used += count
             filled += count
         return filled

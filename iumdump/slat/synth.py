@@ -7,8 +7,8 @@ Writes into ``out_dir``:
   ``-s`` looks for it (``vol -f out/memory.dmp -s out/symbols windows.pslist``);
 * ``truth.json`` — what the emulator built (see :mod:`iumdump.slat.truth`).
 
-Defaults: the ``credential-guard`` scenario, a ``crash-bitmap`` dump (a kernel bitmap dump is what
-Windows writes by default, and it is the format where VTL1 pages are simply missing), the built-in
+Defaults: the ``credential-guard`` scenario, a ``crash-bitmap`` dump (a bitmap dump is what Windows
+writes, and it is the format where VTL1 pages are simply missing), the built-in
 19041 profile, the scenario's memory size (64 MiB for the bundled ones), seed 0. The same inputs
 always give byte-identical outputs.
 """
@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from ..errors import InvalidInputError, ScenarioError, SymbolError
 from ..isf import SymbolTable, isf_file_name
-from .kernel import KernelBuild, SyntheticKernel, windows_time
-from .machine import SlatMachine
+from .kernel import SHARED_CONTENT, KernelBuild, SyntheticKernel, windows_time
+from .machine import FrameRanges, SlatMachine
 from .memory import FrameAllocator, GuestPhysicalMemory
 from .pagetables import LARGE_PAGE_FRAMES
 from .scenario import Scenario, expand_fleet, load, parse_size
@@ -116,7 +116,8 @@ def synthesize(scenario: str | os.PathLike | Scenario = DEFAULT_SCENARIO,
         minor_version=built.build,
         system_up_time=built.system_time - windows_time(loaded.boot_time))
     dump_path = out / default_filename(fmt)
-    result = write_dump(machine, dump_path, fmt, facts, progress=progress)
+    not_kernel = not_kernel_frames(built, kernel.standby_frames) if fmt == "crash-live" else None
+    result = write_dump(machine, dump_path, fmt, facts, progress=progress, not_kernel=not_kernel)
     symbols_dir = out / "symbols"
     isf_path = _write_symbols(symbols, isf, symbols_dir)
     truth = build_truth(scenario=loaded.name, fmt=fmt, seed=seed, memory=memory, kernel=built,
@@ -126,6 +127,23 @@ def synthesize(scenario: str | os.PathLike | Scenario = DEFAULT_SCENARIO,
     return SynthResult(dump_path=dump_path, symbols_dir=symbols_dir, truth_path=truth_path,
                        truth=truth, isf_path=isf_path, format=fmt, scenario=loaded.name,
                        kernel=built, write=result)
+
+
+def not_kernel_frames(built: KernelBuild, standby: Iterable[tuple[int, int]]) -> FrameRanges:
+    """The frames that are not kernel memory: every process's user pages (but the shared user
+    data page, a kernel frame every process maps) and the standby pages no one maps. What a live
+    kernel dump leaves out."""
+    ranges: list[tuple[int, int]] = list(standby)
+    for process in built.processes:
+        for region in process.regions:
+            if region.spec.content == SHARED_CONTENT:
+                continue
+            pfns = region.pfns
+            if isinstance(pfns, range):
+                ranges.append((pfns.start, pfns.stop))
+            else:
+                ranges.extend((pfn, pfn + 1) for pfn in pfns)
+    return FrameRanges(ranges)
 
 
 def _symbol_table(isf: str | os.PathLike | None) -> tuple[SymbolTable, str]:

@@ -15,9 +15,11 @@ Keys (stable; other engineers' tests read them): ``scenario, format, seed, memor
 kernel{build, pdb_guid, pdb_age, base, kernel_virtual_offset, dtb, profile, has_secure_state,
 has_trustlet_identity}, processes[{pid, ppid, name, image_name, offset, address,
 physical_offset, linked, secure, secure_handle, trustlet_id, protection, protection_text,
-minimal, verdict, session, threads, flags{…}, pages}]``. ``offset`` is the EPROCESS address as
-Volatility prints it (``Offset(V)`` of pslist/psscan: the 48-bit layer offset); ``address`` is
-the canonical kernel pointer.
+minimal, verdict, session, threads, flags{…}, pages}]``. ``pages`` totals (``mapped, absent,
+zero_filled, readable``) count the process's own pages; ``shared`` counts the KUSER_SHARED_DATA
+page every process maps, whose region is listed with ``"shared": true``. ``offset`` is the
+EPROCESS address as Volatility prints it (``Offset(V)`` of pslist/psscan: the 48-bit layer
+offset); ``address`` is the canonical kernel pointer.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any, Iterable
 
 from ..structs.process_info import FLAG_NAMES
 from ..structs.protection import protection_text
-from .kernel import KernelBuild
+from .kernel import SHARED_CONTENT, KernelBuild
 from .memory import GuestPhysicalMemory
 from .scenario import TRUSTLET_NAMES
 
@@ -141,14 +143,18 @@ def build_truth(*, scenario: str, fmt: str, seed: int, memory: GuestPhysicalMemo
         }
         if built.regions:
             regions = []
-            totals = {"mapped": 0, "absent": 0, "zero_filled": 0, "readable": 0}
+            totals = {"mapped": 0, "absent": 0, "zero_filled": 0, "readable": 0, "shared": 0}
             for region in sorted(built.regions, key=lambda r: r.spec.start):
                 fates = page_fates(region.pfns, memory, absent, zero_filled)
+                shared = region.spec.content == SHARED_CONTENT
                 regions.append({"start": region.spec.start, "end": region.spec.end,
                                 "pages": region.spec.pages, **fates,
                                 "protection": region.spec.protection, "tag": region.tag,
-                                "content": region.spec.content,
+                                "content": region.spec.content, "shared": shared,
                                 "vad": region.vad})
+                if shared:  # KUSER_SHARED_DATA: every process's, never the process's own
+                    totals["shared"] += region.spec.pages
+                    continue
                 totals["mapped"] += region.spec.pages
                 for key in fates:
                     totals[key] += fates[key]
