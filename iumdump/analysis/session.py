@@ -14,8 +14,9 @@ terminal):
    symbol table loaded from ``-s`` directories, Volatility's own paths, or Volatility's download
    (never with ``offline``). Volatility's failures become one-line errors.
 4. :func:`collect` lists every process once — the active list and one pool scan, through
-   :mod:`.reader` — derives each with :mod:`.derive`, and walks the user pages of each secure
-   process with :mod:`.pages`.
+   :mod:`.reader` — derives each with :mod:`.derive`, walks the user pages of a few normal
+   processes (the control group) and of each secure process with :mod:`.pages`, and judges the
+   secure processes' pages against the control group.
 
 Volatility's own logging is captured for the report instead of being printed.
 """
@@ -27,7 +28,6 @@ import logging
 import multiprocessing
 import os
 import stat
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,15 +45,15 @@ MIN_DUMP_SIZE = PAGE_SIZE
 
 # Crash dump signatures (Volatility framework/layers/crash.py): "PAGE" then "DU64" (x64) or
 # "DUMP" (x86).
-CRASH_SIGNATURE = b"PAGE"
-CRASH_VALID_X64 = b"DU64"
-CRASH_VALID_X86 = b"DUMP"
-CRASH32_HEADER_SIZE = 0x1000
-# x86 _DUMP_HEADER (Volatility symbols/windows/crash.json): the run list and the dump type.
-CRASH32_RUNS_OFFSET = 0x64        # PhysicalMemoryBlockBuffer: NumberOfRuns, NumberOfPages, Run[]
-CRASH32_MAX_RUNS = (0xF88 - 0x64 - 8) // 8
-CRASH32_DUMP_TYPE_OFFSET = 0xF88
-SUPPORTED_DUMP_TYPES = {crashdump.DUMP_TYPE_FULL: "full", crashdump.DUMP_TYPE_BITMAP: "bitmap"}
+CRASH_SIGNATURE = crashdump.DUMP_SIGNATURE
+CRASH_VALID_X64 = crashdump.DUMP_VALID_DUMP64
+CRASH_VALID_X86 = crashdump.DUMP_VALID_DUMP
+# The dump types read, by architecture: Volatility's crash dump layers read 1 and 5 (x64 and
+# x86); iumdump's live dump layer (analysis.livedump) adds the x64 live kernel dump, 6.
+SUPPORTED_DUMP_TYPES = {crashdump.DUMP_TYPE_FULL: "full", crashdump.DUMP_TYPE_BITMAP: "bitmap",
+                        crashdump.DUMP_TYPE_LIVE_KERNEL: "live"}
+SUPPORTED_DUMP_TYPES_X86 = {crashdump.DUMP_TYPE_FULL: "full",
+                            crashdump.DUMP_TYPE_BITMAP: "bitmap"}
 
 # Other containers Volatility stacks itself; recognised only to name the format in the report.
 OTHER_SIGNATURES = ((b"EMiL", "lime"), (b"\x7fELF", "elf"), (b"KDMV", "vmware-vmss"),
@@ -72,8 +72,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DumpFile:
     """The evidence file as found before analysis. ``format`` is ``crash-full``,
-    ``crash-bitmap``, ``crash32-full``, ``crash32-bitmap``, a container Volatility reads (``lime``,
-    ``elf``, ``vmware-vmss``) or ``raw``."""
+    ``crash-bitmap``, ``crash-live`` (DumpType 6), ``crash32-full``, ``crash32-bitmap``, a
+    container Volatility reads (``lime``, ``elf``, ``vmware-vmss``) or ``raw``."""
 
     path: Path             # absolute
     given: str             # as the user wrote it, for messages
@@ -84,6 +84,8 @@ class DumpFile:
     inode: int
     expected_size: int | None = None  # what a crash dump's header says the file must hold
     build: int | None = None          # a crash dump header's MinorVersion (the build number)
+    dump_type: int | None = None      # a crash dump header's DumpType
+    summary_signature: str | None = None  # a bitmap dump's _SUMMARY_DUMP: SDMP or FDMP
 
     def changed(self) -> str | None:
         """Why the file on disk is no longer the file that was analysed, or None."""
@@ -117,14 +119,26 @@ def inspect_dump(path: str | os.PathLike) -> DumpFile:
         with open(absolute, "rb", buffering=0) as handle:
             head = handle.read(crashdump.DUMP_HEADER64_SIZE)
             size = os.fstat(handle.fileno()).st_size
-            kind, expected, build = _classify(handle, head, size, given)
+            found = _classify(handle, head, size, given)
     except OSError as exc:
         raise InvalidInputError(f"cannot read: {exc.strerror or exc}", path=given) from None
-    return DumpFile(absolute, given, size, kind, info.st_mtime_ns, info.st_dev, info.st_ino,
-                    expected, build)
+    return DumpFile(absolute, given, size, found.kind, info.st_mtime_ns, info.st_dev,
+                    info.st_ino, found.expected, found.build, found.dump_type,
+                    found.summary_signature)
 
 
-def _classify(handle, head: bytes, size: int, given: str) -> tuple[str, int | None, int | None]:
+@dataclass(frozen=True)
+class _Found:
+    """What the header check learnt about the file."""
+
+    kind: str
+    expected: int | None = None
+    build: int | None = None
+    dump_type: int | None = None
+    summary_signature: str | None = None
+
+
+def _classify(handle, head: bytes, size: int, given: str) -> _Found:
     if size == 0:
         raise DumpFormatError("is empty (0 bytes), not a memory dump", path=given)
     signature, valid = head[:4], head[4:8]
@@ -143,8 +157,8 @@ def _classify(handle, head: bytes, size: int, given: str) -> tuple[str, int | No
         raise DumpFormatError(f"is {size} bytes, too small to be a memory dump", path=given)
     for magic, name in OTHER_SIGNATURES:
         if head.startswith(magic):
-            return name, None, None
-    return "raw", None, None
+            return _Found(name)
+    return _Found("raw")
 
 
 def _count(number: int, noun: str) -> str:
@@ -160,70 +174,77 @@ def _truncated(given: str, what: str, expected: int, size: int) -> TruncatedDump
         path=given, offset=size, expected=expected, actual=size)
 
 
-def _dump_type(dump_type: int, given: str) -> str:
-    if dump_type not in SUPPORTED_DUMP_TYPES:
+def _dump_type(dump_type: int, supported: dict[int, str], architecture: str,
+               given: str) -> str:
+    """The kind of a supported DumpType; one line naming an unsupported one and the supported
+    ones (kdmp-parser-rs and rizin name the types)."""
+    if dump_type not in supported:
+        name = crashdump.DUMP_TYPE_NAMES.get(dump_type)
+        what = f"a {name}" if name else "a type no published parser names"
+        choices = ", ".join(f"{number} ({crashdump.DUMP_TYPE_NAMES[number]})"
+                            for number in supported)
         raise DumpFormatError(
-            f"crash dump type {dump_type} is not a memory dump Volatility reads (1 complete, "
-            "5 bitmap); kernel and small dumps leave out most of memory", path=given)
-    return SUPPORTED_DUMP_TYPES[dump_type]
+            f"crash dump type {dump_type} is not a memory dump iumdump reads ({what}); "
+            f"supported {architecture} dump types are {choices}", path=given)
+    return supported[dump_type]
 
 
-def _check_crash64(handle, head: bytes, size: int, given: str
-                   ) -> tuple[str, int | None, int | None]:
+def _check_crash64(handle, head: bytes, size: int, given: str) -> _Found:
     if len(head) < crashdump.DUMP_HEADER64_SIZE:
         raise _truncated(given, "the x64 crash dump header", crashdump.DUMP_HEADER64_SIZE, size)
     try:
         header = crashdump.parse_dump_header(head)
     except Error as exc:
         raise DumpFormatError(f"unreadable crash dump header: {exc.message}", path=given) from None
-    kind = _dump_type(header.DumpType, given)
-    if kind == "full":
-        if not header.Runs:
-            raise DumpFormatError("crash dump header lists no physical memory runs", path=given)
-        expected = crashdump.DUMP_HEADER64_SIZE + sum(r.PageCount for r in header.Runs) * PAGE_SIZE
-        what = "its header's physical memory runs"
-    else:
-        expected = _bitmap_dump_size(handle, crashdump.SUMMARY_DUMP_OFFSET, size, given)
-        what = "its page bitmap"
-    if size < expected:
-        raise _truncated(given, what, expected, size)
-    return f"crash-{kind}", expected, header.MinorVersion or None
+    kind = _dump_type(header.DumpType, SUPPORTED_DUMP_TYPES, "x64", given)
+    return _check_runs_or_bitmap(handle, kind, header.Runs, crashdump.DUMP_HEADER64_SIZE,
+                                 size, given, "crash", header.MinorVersion, header.DumpType)
 
 
-def _check_crash32(handle, head: bytes, size: int, given: str
-                   ) -> tuple[str, int | None, int | None]:
-    if size < CRASH32_HEADER_SIZE:
-        raise _truncated(given, "the x86 crash dump header", CRASH32_HEADER_SIZE, size)
-    kind = _dump_type(struct.unpack_from("<I", head, CRASH32_DUMP_TYPE_OFFSET)[0], given)
-    build = struct.unpack_from("<I", head, 0xC)[0] or None  # MinorVersion
+def _check_crash32(handle, head: bytes, size: int, given: str) -> _Found:
+    if size < crashdump.DUMP_HEADER32_SIZE:
+        raise _truncated(given, "the x86 crash dump header", crashdump.DUMP_HEADER32_SIZE, size)
+    try:
+        header = crashdump.parse_dump_header32(head[:crashdump.DUMP_HEADER32_SIZE])
+    except Error as exc:
+        raise DumpFormatError(f"unreadable crash dump header: {exc.message}", path=given) from None
+    kind = _dump_type(header.DumpType, SUPPORTED_DUMP_TYPES_X86, "x86", given)
+    return _check_runs_or_bitmap(handle, kind, header.Runs, crashdump.DUMP_HEADER32_SIZE,
+                                 size, given, "crash32", header.MinorVersion, header.DumpType)
+
+
+def _check_runs_or_bitmap(handle, kind: str, runs, header_size: int, size: int, given: str,
+                          prefix: str, build: int, dump_type: int) -> _Found:
+    """A complete dump must hold every page of its runs; a bitmap dump every page its bitmap
+    marks. The _SUMMARY_DUMP of a bitmap dump follows the header (Volatility: page size ×
+    header pages)."""
+    signature = None
     if kind == "full":
-        runs = min(struct.unpack_from("<I", head, CRASH32_RUNS_OFFSET)[0], CRASH32_MAX_RUNS)
-        pages = sum(struct.unpack_from("<I", head, CRASH32_RUNS_OFFSET + 8 + 8 * i + 4)[0]
-                    for i in range(runs))
         if not runs:
             raise DumpFormatError("crash dump header lists no physical memory runs", path=given)
-        expected = CRASH32_HEADER_SIZE + pages * PAGE_SIZE
+        expected = header_size + sum(r.PageCount for r in runs) * PAGE_SIZE
         what = "its header's physical memory runs"
     else:
-        expected = _bitmap_dump_size(handle, CRASH32_HEADER_SIZE, size, given)
+        expected, signature = _bitmap_dump_size(handle, header_size, size, given)
         what = "its page bitmap"
     if size < expected:
         raise _truncated(given, what, expected, size)
-    return f"crash32-{kind}", expected, build
+    return _Found(f"{prefix}-{kind}", expected, build or None, dump_type, signature)
 
 
-def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> int:
+def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> tuple[int, str]:
     """HeaderSize + one page per set bit of the _SUMMARY_DUMP bitmap (which is what Volatility
-    maps; the header's Pages count is not trusted)."""
+    maps; the header's Pages count is not trusted), and the summary's signature."""
     fixed_end = offset + crashdump.SUMMARY_DUMP_FIXED_SIZE
     if size < fixed_end:
         raise _truncated(given, "the bitmap dump's summary header", fixed_end, size)
     handle.seek(offset)
+    fixed = handle.read(crashdump.SUMMARY_DUMP_FIXED_SIZE)
     try:
-        header_size, _pages, bitmap_size = crashdump.parse_summary_dump_fixed(
-            handle.read(crashdump.SUMMARY_DUMP_FIXED_SIZE))
+        header_size, _pages, bitmap_size = crashdump.parse_summary_dump_fixed(fixed)
     except Error as err:
-        raise DumpFormatError(f"bitmap dump's summary header: {err}", path=given) from None
+        raise DumpFormatError(f"bitmap dump's summary header: {err}; Windows writes "
+                              "b'SDMPDUMP' or b'FDMPDUMP' there", path=given) from None
     bitmap_end = fixed_end + crashdump.bitmap_bytes(bitmap_size)
     if size < bitmap_end:
         raise _truncated(given, f"the page bitmap of {bitmap_size:,} frames", bitmap_end, size)
@@ -238,7 +259,7 @@ def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> int:
         remaining -= len(chunk)
     if not present:
         raise DumpFormatError("bitmap dump's bitmap marks no page as present", path=given)
-    return header_size + present * PAGE_SIZE
+    return header_size + present * PAGE_SIZE, fixed[:4].decode("ascii")
 
 
 # -- 2. the hash ---------------------------------------------------------------------------------
@@ -428,6 +449,8 @@ def open_kernel(dump: DumpFile, *, offline: bool, progress_callback: ProgressCal
     from volatility3.framework.configuration import requirements
     from volatility3.plugins.windows import psscan
 
+    from . import livedump  # noqa: F401  (registers the DumpType 6 layer with automagic)
+
     configurable = psscan.PsScan
     context = contexts.Context()
     context.config["automagic.LayerStacker.single_location"] = \
@@ -557,6 +580,7 @@ class Collected:
 
     processes: list = field(default_factory=list)       # DerivedProcess, list order then scan
     pages: dict = field(default_factory=dict)           # EPROCESS offset → ProcessPages
+    control: object = None                              # ControlGroup, when pages were walked
     notes: list[str] = field(default_factory=list)      # why the result is partial
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -572,6 +596,7 @@ def collect(session: KernelSession, *, quiet: bool = False) -> Collected:
     context, kernel = session.context, session.kernel_module_name
     result = Collected()
     secure_objects = []
+    listed = []
     started = time.monotonic()
     read = reader.ProcessReader(context, kernel)
     with phase_bar("Processes (active list, then pool scan)", quiet, unit=" processes") as bar:
@@ -579,6 +604,7 @@ def collect(session: KernelSession, *, quiet: bool = False) -> Collected:
             for proc, linked in reader.iter_processes(context, kernel, scan=True):
                 process = derive_process(read(proc, linked=linked))
                 result.processes.append(process)
+                listed.append((proc, process))
                 if process.secure.secure:
                     secure_objects.append((proc, process))
                 bar.update(1)
@@ -586,6 +612,19 @@ def collect(session: KernelSession, *, quiet: bool = False) -> Collected:
             # Keep what was listed; the report says the list may be incomplete.
             result.notes.append(f"process listing stopped early: {exc}")
     result.timings["processes"] = time.monotonic() - started
+
+    control = None
+    shared = page_accounting.shared_user_data_page(context, kernel)
+    if secure_objects:
+        # The basis of every page verdict: what the dump holds of normal processes' user pages.
+        started = time.monotonic()
+        with phase_bar("Control group (normal processes' pages)", quiet, total=100.0, unit="%",
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}") as bar:
+            control = page_accounting.control_group(
+                context, kernel, listed, shared=shared,
+                progress_callback=percent_callback(bar, "Control group"))
+        result.control = control
+        result.timings["control"] = time.monotonic() - started
 
     started = time.monotonic()
     with phase_bar("Trustlet pages", quiet, total=100.0, unit="%",
@@ -600,8 +639,8 @@ def collect(session: KernelSession, *, quiet: bool = False) -> Collected:
 
             try:
                 result.pages[process.offset] = page_accounting.process_pages(
-                    context, kernel, proc, pid=process.pid, name=process.name,
-                    progress_callback=stage)
+                    context, kernel, proc, pid=process.pid, name=process.name, shared=shared,
+                    progress_callback=stage).judged(control)
             except exceptions.VolatilityException as exc:
                 result.notes.append(f"pages of PID {process.pid} could not be walked: {exc}")
     result.timings["pages"] = time.monotonic() - started

@@ -152,13 +152,15 @@ def analyze(dump: str, *, symbol_dirs: list[str] | tuple[str, ...] = (), offline
     return build_report(
         dump={"path": str(dump_file.path), "size": dump_file.size, "sha256": sha256,
               "format": dump_file.format, "modified": iso_time(dump_file.mtime_ns / 1e9),
-              "expected_size": dump_file.expected_size, "unchanged": changed is None},
+              "expected_size": dump_file.expected_size, "unchanged": changed is None,
+              "dump_type": dump_file.dump_type,
+              "summary_signature": dump_file.summary_signature},
         kernel=session.kernel.as_dict(), processes=collected.processes, pages=collected.pages,
         findings=found, started=started, finished=finished,
         options={"offline": bool(offline), "symbol_dirs": [os.path.abspath(d)
                                                            for d in symbol_dirs],
                  "formats": list(formats)},
-        notes=notes, volatility_log=volatility_log, timings=timings)
+        notes=notes, volatility_log=volatility_log, timings=timings, control=collected.control)
 
 
 def write(report: Report, paths: dict, *, force: bool) -> list[Path]:
