@@ -13,7 +13,7 @@ at all. Unknown is an answer in its own right and is never turned into False.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from ..structs.process_info import FLAG_NAMES, BasicInformation, ExtendedBasicInformation
@@ -41,11 +41,20 @@ SECURE_HANDLE_MASK = ~(SECURE_PROCESS_BIT | TRUSTED_APP_BIT)
 
 FLAG_BITS = {name: bit for bit, name in enumerate(FLAG_NAMES)}
 
+# Where a kernel has neither _KPROCESS.SecurePid nor SecureState (Windows 7, 8.1): no process can
+# be secure, and this is the reason given for Secure False (DESIGN §4).
+PREDATES_VBS = "kernel predates VBS"
+
 # -- trustlet page regions (DESIGN §5, windows.trustletpages) -----------------------------------
 INACCESSIBLE = "inaccessible"
 PARTIALLY_READABLE = "partially-readable"
 READABLE = "readable"
-REGION_VERDICTS = (INACCESSIBLE, PARTIALLY_READABLE, READABLE)
+# Nothing of the region is in the dump, and neither are most of the normal processes' user pages
+# (the control group): the dump cannot show whether VTL1 protected it.
+NOT_CAPTURED = "not-captured"
+# The KUSER_SHARED_DATA page every process maps: never the process's own memory.
+SHARED_USER_DATA = "shared-user-data"
+REGION_VERDICTS = (INACCESSIBLE, PARTIALLY_READABLE, READABLE, NOT_CAPTURED, SHARED_USER_DATA)
 PARTIAL_SUFFIX = " (partial)"
 
 
@@ -71,6 +80,7 @@ class KernelLayout:
     secure_pid: str | None = None
     trustlet_identity: str | None = None
     protection: str | None = None
+    protected_process: str | None = None  # the legacy bit, read only where Protection is absent
     wow64_process: str | None = None
     process_delete: str | None = None
     cross_session_create: str | None = None
@@ -100,6 +110,7 @@ class ProcessFields:
     secure_pid: int | None = None
     trustlet_identity: int | None = None
     protection: int | None = None
+    protected_process: int | None = None
     wow64_process: int | None = None
     process_delete: int | None = None
     cross_session_create: int | None = None
@@ -221,7 +232,8 @@ class DerivedProcess:
 
 def derive_secure(fields: ProcessFields) -> SecureInfo:
     """Secure from SecureState bit 0 (1709+) or SecurePid != 0 (1507–1703). The secure handle is
-    the SecureState word with bits 0–1 masked off; bit 1 is TrustedApp only where so named."""
+    the SecureState word with bits 0–1 masked off; bit 1 is TrustedApp only where so named. A
+    kernel with neither field predates VBS: Secure is False, its source :data:`PREDATES_VBS`."""
     layout = fields.layout
     if layout.secure_state is not None:
         word = fields.secure_state
@@ -234,7 +246,8 @@ def derive_secure(fields: ProcessFields) -> SecureInfo:
         if fields.secure_pid is None:
             return SecureInfo(None, None, None, layout.secure_pid, fields.reason("secure_pid"))
         return SecureInfo(fields.secure_pid != 0, fields.secure_pid, None, layout.secure_pid)
-    return SecureInfo(None, None, None, None, Unknown.ABSENT)
+    # Neither field: a kernel from before VBS (Windows 7, 8.1), where nothing can be secure.
+    return SecureInfo(False, None, None, PREDATES_VBS)
 
 
 def derive_protection_text(level: int | None) -> str | None:
@@ -288,7 +301,8 @@ def derive_flags(fields: ProcessFields, secure: SecureInfo | None = None) -> Ext
     states: list[FlagState] = []
 
     if layout.protection is None:
-        states.append(FlagState("IsProtectedProcess", 0, None, None, Unknown.ABSENT))
+        # Windows 7 has no PS_PROTECTION; a legacy flag bit marks its protected processes.
+        states.append(_bit_flag("IsProtectedProcess", fields, "protected_process"))
     elif fields.protection is None:
         states.append(FlagState("IsProtectedProcess", 0, None, layout.protection + ".Type",
                                 fields.reason("protection")))
@@ -370,15 +384,69 @@ def region_verdict(pages: int, absent: int, zero_filled: int, readable: int) -> 
     return PARTIALLY_READABLE
 
 
+def judged_verdict(verdict: str, pages: int, user_memory_captured: bool | None) -> str:
+    """An ``inaccessible`` count of mapped pages becomes ``not-captured`` where the control group
+    shows the dump lacks the normal processes' user memory too: the absence then says nothing of
+    VTL1. With no control group (None) the verdict stands."""
+    if verdict == INACCESSIBLE and pages and user_memory_captured is False:
+        return NOT_CAPTURED
+    return verdict
+
+
 def render_region_verdict(verdict: str, partial: bool) -> str:
     """The Verdict column: a partial count (the page walk could not see everything) keeps its
     verdict and says so, e.g. ``inaccessible (partial)``."""
     return verdict + PARTIAL_SUFFIX if partial else verdict
 
 
+# The control group is judged to hold the dump's user memory when at least this share of its
+# mapped pages is readable: a normal process's pages have content, but some are legitimately zero.
+CAPTURED_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class ControlGroup:
+    """The page accounting of the dump's normal processes, summed: what the dump holds of user
+    memory that no hypervisor protects. It is the basis on which a trustlet's missing pages are
+    put down to VTL1 (the control's pages are there) or to the dump (they are missing too)."""
+
+    processes: int = 0           # normal processes with mapped user pages that were walked
+    pages: int = 0
+    absent: int = 0
+    zero_filled: int = 0
+    readable: int = 0
+    pids: tuple[int | None, ...] = ()
+    candidates: int = 0          # normal processes in the dump that could have been walked
+    problems: tuple[str, ...] = ()
+
+    @property
+    def captured(self) -> bool | None:
+        """Whether the dump holds the normal processes' user memory; None without a basis."""
+        if not self.pages:
+            return None
+        return self.readable >= CAPTURED_SHARE * self.pages
+
+    def as_dict(self) -> dict:
+        return {"processes": self.processes, "candidates": self.candidates, "pids": list(self.pids),
+                "pages": self.pages, "absent": self.absent, "zero_filled": self.zero_filled,
+                "readable": self.readable, "captured": self.captured,
+                "problems": list(self.problems)}
+
+
+def is_control_candidate(process: DerivedProcess) -> bool:
+    """A process whose user pages no hypervisor protects: normal, in the active list, not a
+    minimal (System-like) process, not System itself."""
+    return (process.verdict == NORMAL and process.linked and process.minimal is not True
+            and process.pid not in (None, 0, 4))
+
+
 @dataclass(frozen=True)
 class RegionPages:
-    """The mapped pages of one user region. ``end`` is the last byte (as VAD ends are)."""
+    """The mapped pages of one user region. ``end`` is the last byte (as VAD ends are).
+
+    ``shared`` marks the KUSER_SHARED_DATA page (the kernel's frame, mapped read-only into every
+    process): it is listed, labelled, and never counted as the process's own.
+    ``user_memory_captured`` is the control group's judgement of the dump (None: none)."""
 
     start: int
     end: int
@@ -389,6 +457,8 @@ class RegionPages:
     protection: str | None = None
     tag: str | None = None  # the VAD's pool tag; None for a run of pages outside every VAD
     problems: tuple[str, ...] = ()  # why the counts are partial; empty when complete
+    shared: bool = False
+    user_memory_captured: bool | None = None
 
     @property
     def partial(self) -> bool:
@@ -396,7 +466,10 @@ class RegionPages:
 
     @property
     def verdict(self) -> str:
-        return region_verdict(self.pages, self.absent, self.zero_filled, self.readable)
+        counted = region_verdict(self.pages, self.absent, self.zero_filled, self.readable)
+        if self.shared:
+            return SHARED_USER_DATA
+        return judged_verdict(counted, self.pages, self.user_memory_captured)
 
     @property
     def rendered_verdict(self) -> str:
@@ -405,34 +478,54 @@ class RegionPages:
     def as_dict(self) -> dict:
         return {"start": self.start, "end": self.end, "pages": self.pages, "absent": self.absent,
                 "zero_filled": self.zero_filled, "readable": self.readable,
-                "protection": self.protection, "tag": self.tag, "verdict": self.verdict,
-                "partial": self.partial}
+                "protection": self.protection, "tag": self.tag, "shared": self.shared,
+                "verdict": self.verdict, "partial": self.partial}
 
 
 @dataclass(frozen=True)
 class ProcessPages:
-    """The page accounting of one process: its regions in address order."""
+    """The page accounting of one process: its regions in address order. The totals count the
+    process's own pages: the shared user data page is counted apart (``shared_pages``)."""
 
     pid: int | None
     name: str | None
     regions: tuple[RegionPages, ...]
     problems: tuple[str, ...] = ()  # process-wide (VAD tree, page-table walk)
+    control: ControlGroup | None = None  # the basis of the verdict, when one was computed
 
     @property
     def partial(self) -> bool:
         return bool(self.problems) or any(r.partial for r in self.regions)
 
-    mapped = property(lambda self: sum(r.pages for r in self.regions))
-    absent = property(lambda self: sum(r.absent for r in self.regions))
-    zero_filled = property(lambda self: sum(r.zero_filled for r in self.regions))
-    readable = property(lambda self: sum(r.readable for r in self.regions))
+    def _own(self):
+        return (r for r in self.regions if not r.shared)
+
+    mapped = property(lambda self: sum(r.pages for r in self._own()))
+    absent = property(lambda self: sum(r.absent for r in self._own()))
+    zero_filled = property(lambda self: sum(r.zero_filled for r in self._own()))
+    readable = property(lambda self: sum(r.readable for r in self._own()))
+    shared_pages = property(lambda self: sum(r.pages for r in self.regions if r.shared))
+    outside_vad_pages = property(lambda self: sum(r.pages for r in self._own() if r.tag is None))
+
+    @property
+    def user_memory_captured(self) -> bool | None:
+        return None if self.control is None else self.control.captured
 
     @property
     def verdict(self) -> str:
-        return region_verdict(self.mapped, self.absent, self.zero_filled, self.readable)
+        counted = region_verdict(self.mapped, self.absent, self.zero_filled, self.readable)
+        return judged_verdict(counted, self.mapped, self.user_memory_captured)
+
+    def judged(self, control: ControlGroup | None) -> ProcessPages:
+        """This accounting with its verdicts judged against ``control``."""
+        captured = None if control is None else control.captured
+        return replace(self, control=control, regions=tuple(
+            replace(region, user_memory_captured=captured) for region in self.regions))
 
     def as_dict(self) -> dict:
         return {"pid": self.pid, "name": self.name, "pages": self.mapped, "absent": self.absent,
                 "zero_filled": self.zero_filled, "readable": self.readable,
+                "shared_pages": self.shared_pages, "outside_vad_pages": self.outside_vad_pages,
                 "verdict": self.verdict, "partial": self.partial, "problems": list(self.problems),
+                "control": None if self.control is None else self.control.as_dict(),
                 "regions": [r.as_dict() for r in self.regions]}

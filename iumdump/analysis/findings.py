@@ -1,7 +1,7 @@
 """Findings: what the analysis means, in sentences an analyst can paste into a case note.
 
 Pure: the input is what :mod:`.derive` and :mod:`.pages` produced for one dump, the output a list
-of :class:`Finding` (kind, severity, pid, message). The kinds are those of DESIGN §5 plus two that
+of :class:`Finding` (kind, severity, pid, message). The kinds are those of DESIGN §5 plus three that
 say how far the report can be trusted:
 
 =============================  ========  ====================================================
@@ -17,7 +17,12 @@ vbs-active                     info      a Secure System process exists (or a se
 credential-guard               info      LsaIso.exe runs as a trustlet
 trustlet                       info      one per secure process other than Secure System
 trustlet-pages-inaccessible    info      a secure process's mapped user pages are all absent or
-                                         zero-filled: VTL1 protection, by design
+                                         zero-filled while the normal processes' are in the
+                                         dump: VTL1 protection, by design
+trustlet-pages-not-captured    low       a secure process's mapped user pages are not in the dump,
+                                         but neither are most normal processes' (a live kernel or
+                                         kernel dump, a failed acquisition): the dump cannot show
+                                         whether VTL1 protected them
 secure-state-unknown           low       the secure state of a process could not be read
 partial-analysis               low       fields or page tables of a process could not be read
 =============================  ========  ====================================================
@@ -38,8 +43,10 @@ from typing import Iterable, Mapping, Sequence
 from .derive import (
     ENCLAVE_HOST,
     MASQUERADE,
+    PREDATES_VBS,
     SECURE,
     TRUSTLET_IDENTITIES,
+    ControlGroup,
     DerivedProcess,
     ProcessPages,
     is_known_trustlet_image,
@@ -54,6 +61,7 @@ CREDENTIAL_GUARD = "credential-guard"
 TRUSTLET = "trustlet"
 TRUSTLET_PAGES_INACCESSIBLE = "trustlet-pages-inaccessible"
 TRUSTLET_PAGES_READABLE = "trustlet-pages-readable"
+TRUSTLET_PAGES_NOT_CAPTURED = "trustlet-pages-not-captured"
 MASQUERADE_KIND = "masquerade"
 ENCLAVE_HOST_KIND = "enclave-host"
 UNLINKED_PROCESS = "unlinked-process"
@@ -62,7 +70,7 @@ PARTIAL_ANALYSIS = "partial-analysis"
 
 KINDS = (VBS_ACTIVE, CREDENTIAL_GUARD, TRUSTLET, TRUSTLET_PAGES_INACCESSIBLE,
          TRUSTLET_PAGES_READABLE, MASQUERADE_KIND, ENCLAVE_HOST_KIND, UNLINKED_PROCESS,
-         SECURE_STATE_UNKNOWN, PARTIAL_ANALYSIS)
+         TRUSTLET_PAGES_NOT_CAPTURED, SECURE_STATE_UNKNOWN, PARTIAL_ANALYSIS)
 _KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
 
 SECURE_SYSTEM = "Secure System"
@@ -75,7 +83,11 @@ _ENCLAVE_HOST_KEYS = frozenset(name.lower() for name in KNOWN_ENCLAVE_HOSTS)
 FORMAT_ABSENT = {
     "crash-bitmap": "left out of the bitmap crash dump",
     "crash-full": "missing from the crash dump",
+    "crash-live": "left out of the live kernel memory dump",
 }
+# Formats that hold kernel memory only: what is said of them when no control group is available.
+KERNEL_ONLY_FORMATS = {"crash-live": "a live kernel memory dump (DumpType 6) holds kernel "
+                                     "memory only"}
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,9 @@ def _is_trustlet(process: DerivedProcess) -> bool:
 def _not_secure_because(process: DerivedProcess) -> str:
     """The field that says so, as this build keeps it (DESIGN §4)."""
     source = process.secure.source or "the secure state"
+    if source == PREDATES_VBS:
+        return ("the kernel predates VBS: its _KPROCESS has neither SecurePid nor SecureState, so "
+                "no process on it can be secure")
     if source.endswith("SecurePid"):
         return f"{source} is 0"
     return f"{source} bit 0 is clear"
@@ -211,9 +226,20 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
     return found
 
 
+def control_basis(control: ControlGroup | None) -> str:
+    """The control group's figures, as a sentence fragment for a finding."""
+    if control is None or not control.pages:
+        return "no normal process's user pages could be compared"
+    return (f"the control group of {_plural(control.processes, 'normal process', 'normal processes')}"
+            f" has {control.readable:,} of its {_plural(control.pages, 'mapped user page')} "
+            f"readable ({control.absent:,} absent, {control.zero_filled:,} zero-filled)")
+
+
 def page_findings(process: DerivedProcess, pages: ProcessPages, dump_format: str | None
                   ) -> list[Finding]:
-    """Findings about the user pages of one secure process."""
+    """Findings about the user pages of one secure process, judged against the control group
+    (``pages.control``): pages missing where the normal processes' are present are VTL1's doing;
+    pages missing where theirs are missing too say nothing about VTL1."""
     found: list[Finding] = []
     who = describe(process)
 
@@ -221,30 +247,50 @@ def page_findings(process: DerivedProcess, pages: ProcessPages, dump_format: str
         found.append(Finding(kind, severity, process.pid, message, process.name, process.offset))
 
     mapped, absent, zero, readable = pages.mapped, pages.absent, pages.zero_filled, pages.readable
+    control = pages.control
+    captured = pages.user_memory_captured
+    basis = control_basis(control)
     partial = ""
     if pages.partial:
         problems = list(pages.problems) or [p for r in pages.regions for p in r.problems]
         partial = (f" The page walk was partial ({'; '.join(dict.fromkeys(problems))}); "
                    "the counts cover what could be seen.")
-    if mapped and readable == 0:
+    shared = ""
+    if pages.shared_pages:
+        shared = (" The shared user data page (KUSER_SHARED_DATA at 0x7FFE0000, the kernel's page "
+                  "every process maps) is not counted.")
+    if mapped and readable == 0 and (captured is False or captured is None
+                                     and dump_format in KERNEL_ONLY_FORMATS):
+        why = (basis if captured is False
+               else f"{KERNEL_ONLY_FORMATS[dump_format]}, and {basis}")
+        add(TRUSTLET_PAGES_NOT_CAPTURED, LOW,
+            f"{who}: its {_plural(mapped, 'mapped user page')} {'is' if mapped == 1 else 'are'} "
+            f"not in this dump ({absent:,} absent, {zero:,} zero-filled), but the dump does not "
+            f"hold the normal processes' user memory either: {why}. This dump cannot show "
+            "whether its pages were protected by VTL1; the absence is the dump's, not evidence "
+            f"of VTL1 protection.{shared}{partial}")
+    elif mapped and readable == 0:
         how = []
         if absent:
             how.append(f"{absent:,} {FORMAT_ABSENT.get(dump_format or '', 'absent from the file')}")
         if zero:
             how.append(f"{zero:,} written as zeros by the acquisition, as tools do for a read the "
                        "hypervisor refuses")
+        because = (f" The dump does hold the normal processes' user pages: {basis}."
+                   if captured else f" ({basis[0].upper()}{basis[1:]}.)")
         add(TRUSTLET_PAGES_INACCESSIBLE, INFO,
             f"{who}: its {_plural(mapped, 'mapped user page')} "
             f"{'is' if mapped == 1 else 'are'} VTL1-protected and absent from this dump by "
             f"design ({'; '.join(how)}) — not memory smear, not tampering, not a broken "
-            f"acquisition.{partial}")
+            f"acquisition.{because}{shared}{partial}")
     elif readable:
         add(TRUSTLET_PAGES_READABLE, MEDIUM,
             f"{who}: {readable:,} of its {_plural(mapped, 'mapped user page')} have content in "
             "this dump. A dump taken inside Windows (VTL0) cannot read a trustlet's pages, so "
             "this is expected only if the dump was acquired from the host (a hypervisor-side "
             "capture or VM snapshot); otherwise VTL1 protection was not in force or the content "
-            f"was written into the dump afterwards. Establish how the dump was acquired.{partial}")
+            f"was written into the dump afterwards. Establish how the dump was acquired "
+            f"({basis}).{shared}{partial}")
     elif pages.partial:
         add(PARTIAL_ANALYSIS, LOW,
             f"The user pages of {who} could not be accounted for.{partial}")

@@ -16,6 +16,18 @@ counts when its leaf entry is valid (the hardware Present bit). Its frame is the
 Why not ``layer.mapping()`` of the process layer: Volatility's Intel layer drops a page whose
 frame the physical layer lacks, so an absent page would be indistinguishable from an unmapped one.
 
+Two things keep the counts honest about what the dump could hold:
+
+- **the shared user data page**: Windows maps KUSER_SHARED_DATA, the kernel's page at
+  0xFFFFF78000000000, read-only at 0x7FFE0000 into every process, trustlets included (DESIGN §4).
+  The page mapped there is recognised by its address and by its frame — the one the kernel's own
+  page tables map at 0xFFFFF78000000000 — and gets a row of its own, labelled, never counted as
+  the process's pages;
+- **the control group**: the same accounting over the dump's normal processes
+  (:func:`control_group`). Where their user pages are in the dump, a trustlet whose pages are not
+  was protected by VTL1; where theirs are missing too (a live kernel dump, a kernel dump, a failed
+  acquisition), the dump cannot tell, and the verdict says ``not-captured``.
+
 Pages are read only to tell zero from content, a chunk at a time; no byte of a page is returned,
 logged or kept. Page tables that are missing, loop, or point outside the dump make the result
 partial; they never raise.
@@ -33,8 +45,9 @@ from volatility3.framework import constants, exceptions, interfaces, objects
 from volatility3.framework.layers import intel
 from volatility3.plugins.windows import vadinfo
 
+from ..structs.crashdump import DUMP_TYPE_BITMAP, DUMP_TYPE_LIVE_KERNEL
 from ..structs.paging import ADDRESS_MASK, PAGE_SIZE_BIT, PRESENT
-from .derive import ProcessPages, RegionPages
+from .derive import ControlGroup, DerivedProcess, ProcessPages, RegionPages
 
 vollog = logging.getLogger(__name__)
 
@@ -51,6 +64,15 @@ _TABLE = struct.Struct(f"<{ENTRIES}Q")
 READ_CHUNK = 1 << 20  # bytes read at once when testing frames for zeros
 _ZERO_CHUNK = bytes(READ_CHUNK)
 _ZERO_PAGE = bytes(PAGE_SIZE)
+
+# ntddk.h (x64): KI_USER_SHARED_DATA, the kernel's KUSER_SHARED_DATA, and MM_SHARED_USER_DATA_VA,
+# where every process sees the same frame read-only.
+KI_USER_SHARED_DATA = 0xFFFFF78000000000
+MM_SHARED_USER_DATA_VA = 0x7FFE0000
+
+# Normal processes walked for the control group: enough to tell a dump that holds user memory
+# from one that does not, few enough to cost little beside the trustlets' own walk.
+CONTROL_PROCESSES = 16
 
 FATE_ABSENT = 0
 FATE_ZERO = 1
@@ -218,7 +240,8 @@ def physical_extent(layer: interfaces.layers.DataLayerInterface) -> int:
             for index in range(min(int(block.NumberOfRuns), block.Run.vol.count)):
                 run = block.Run[index]
                 end = max(end, (int(run.BasePage) + int(run.PageCount)) * PAGE_SIZE)
-        if hasattr(layer, "get_summary_header") and getattr(layer, "dump_type", None) == 0x05:
+        if hasattr(layer, "get_summary_header") and getattr(layer, "dump_type", None) in (
+                DUMP_TYPE_BITMAP, DUMP_TYPE_LIVE_KERNEL):
             end = max(end, int(layer.get_summary_header().BitmapSize) * PAGE_SIZE)
     except (exceptions.VolatilityException, AttributeError) as excp:
         vollog.log(constants.LOGLEVEL_VVV, f"No physical-memory description in the header: {excp}")
@@ -304,6 +327,36 @@ def _merge(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 @dataclass(frozen=True)
+class SharedPage:
+    """Where the shared user data page is: virtual page ``vpn``, backed by frame ``pfn`` (None
+    when the kernel's mapping of KUSER_SHARED_DATA could not be read: the address alone)."""
+
+    vpn: int = MM_SHARED_USER_DATA_VA >> PAGE_SHIFT
+    pfn: int | None = None
+
+
+def _carve_shared(runs: Sequence[Run], shared: SharedPage | None) -> tuple[list[Run], Run | None]:
+    """``runs`` without the shared user data page, and that page's run (None when the process
+    does not map it, or maps another frame there)."""
+    if shared is None:
+        return list(runs), None
+    kept: list[Run] = []
+    found = None
+    for run in runs:
+        offset = shared.vpn - run.vpn
+        if found is None and 0 <= offset < run.count and (
+                shared.pfn is None or run.pfn + offset == shared.pfn):
+            found = Run(shared.vpn, run.pfn + offset, 1)
+            if offset:
+                kept.append(Run(run.vpn, run.pfn, offset))
+            if run.count - offset - 1:
+                kept.append(Run(shared.vpn + 1, found.pfn + 1, run.count - offset - 1))
+            continue
+        kept.append(run)
+    return kept, found
+
+
+@dataclass(frozen=True)
 class Region:
     """A user region to account pages to: a VAD (``end`` is its last byte)."""
 
@@ -329,25 +382,30 @@ class _Tally:
         self.unreadable += unreadable
 
     def row(self, start: int, end: int, protection: str | None, tag: str | None,
-            problems: Iterable[Problem]) -> RegionPages:
+            problems: Iterable[Problem], *, shared: bool = False) -> RegionPages:
         notes = [p.message for p in problems if p.overlaps(start, end)]
         if self.beyond:
             notes.append(f"{self.beyond} page(s) map frames beyond the physical memory in the dump")
         if self.unreadable:
             notes.append(f"{self.unreadable} page(s) map frames the dump lists but cannot supply")
         return RegionPages(start, end, self.pages, self.absent, self.zero, self.content,
-                           protection, tag, tuple(notes))
+                           protection, tag, tuple(notes), shared=shared)
 
 
 def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[Region],
-            problems: Sequence[Problem] = (), *, include_empty: bool = False
-            ) -> tuple[RegionPages, ...]:
+            problems: Sequence[Problem] = (), *, include_empty: bool = False,
+            shared: SharedPage | None = None) -> tuple[RegionPages, ...]:
     """Distribute the mapped pages over ``regions``; pages outside every region form one extra
     region per virtually contiguous run (tag None). Overlapping regions (a corrupt VAD tree) are
     clipped so that no page is counted twice, and marked partial. Each row carries the problems
     that touch it (process-wide ones touch every row); a range that could not be walked and
-    touches no row becomes a row of its own with zero counts. Rows are in address order."""
+    touches no row becomes a row of its own with zero counts. Rows are in address order.
+
+    With ``shared``, the shared user data page gets a row of its own (``shared``), with the
+    protection and tag of the VAD holding it, if any; a VAD holding nothing else gives no other
+    row."""
     problems = list(problems)
+    runs, shared_run = _carve_shared(runs, shared)
     clipped: list[Region] = []
     for region in sorted(regions, key=lambda r: (r.start, r.end)):
         start = region.start
@@ -381,8 +439,21 @@ def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[Region],
                 outside[-1][2] = vpn + take
             vpn, pfn, count = vpn + take, pfn + take, count - take
 
-    rows = [tally.row(r.start, r.end, r.protection, r.tag, problems)
-            for r, tally in zip(clipped, tallies) if include_empty or tally.pages]
+    rows = []
+    if shared_run is not None:
+        start = shared_run.vpn << PAGE_SHIFT
+        end = start + PAGE_SIZE - 1
+        index = bisect.bisect_right(first_vpns, shared_run.vpn) - 1
+        holder = clipped[index] if index >= 0 and shared_run.vpn <= last_vpns[index] else None
+        tally = _Tally()
+        tally.add(fates, shared_run.pfn, 1)
+        rows.append(tally.row(start, end, holder and holder.protection, holder and holder.tag,
+                              problems, shared=True))
+    rows += [tally.row(r.start, r.end, r.protection, r.tag, problems)
+             for r, tally in zip(clipped, tallies)
+             if tally.pages or include_empty and not (
+                 shared_run is not None and (r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT)
+                 == (shared_run.vpn, shared_run.vpn))]
     rows += [tally.row(first << PAGE_SHIFT, (after << PAGE_SHIFT) - 1, None, None, problems)
              for first, tally, after in outside]
     # A range that could not be walked and touches no row still gets one, so the output shows
@@ -452,14 +523,32 @@ def _directory_table_base(proc) -> int:
     return int(dtb)
 
 
+def shared_user_data_page(context: interfaces.context.ContextInterface,
+                          kernel_module_name: str) -> SharedPage:
+    """The shared user data page: 0x7FFE0000, and the frame the kernel's own page tables map at
+    KI_USER_SHARED_DATA (None when that mapping cannot be read)."""
+    kernel = context.modules[kernel_module_name]
+    layer = context.layers[kernel.layer_name]
+    try:
+        offset, _physical = layer.translate(KI_USER_SHARED_DATA & layer.address_mask)
+    except (exceptions.InvalidAddressException, AttributeError) as excp:
+        vollog.log(constants.LOGLEVEL_VV, f"KUSER_SHARED_DATA not mapped by the kernel: {excp}")
+        return SharedPage()
+    return SharedPage(pfn=offset >> PAGE_SHIFT)
+
+
 def process_pages(context: interfaces.context.ContextInterface, kernel_module_name: str,
                   proc: interfaces.objects.ObjectInterface, *, pid: int | None = None,
                   name: str | None = None, include_empty: bool = False,
+                  shared: SharedPage | None = None,
                   progress_callback: ProgressCallback = None) -> ProcessPages:
     """Account for every mapped user page of ``proc``, per VAD region. Never raises for a
     damaged process: what cannot be read is listed in ``problems`` and makes rows partial. When
     nothing can be attributed to a region, one row spans the user range so the process still
-    shows, marked partial."""
+    shows, marked partial. ``shared`` is :func:`shared_user_data_page` (looked up when not
+    given: pass it when accounting for many processes)."""
+    if shared is None:
+        shared = shared_user_data_page(context, kernel_module_name)
     kernel = context.modules[kernel_module_name]
     kernel_layer = context.layers[kernel.layer_name]
 
@@ -484,8 +573,50 @@ def process_pages(context: interfaces.context.ContextInterface, kernel_module_na
     regions, problems = vad_regions(context, kernel_module_name, proc)
     problems = list(walk.problems) + problems
     fates = FrameFates(physical, walk.runs, stage(20, 100))
-    rows = account(walk.runs, fates, regions, problems, include_empty=include_empty)
+    rows = account(walk.runs, fates, regions, problems, include_empty=include_empty,
+                   shared=shared)
     messages = tuple(p.message for p in problems)
     if not rows and problems:
         return ProcessPages(pid, name, (RegionPages(*USER_RANGE, problems=messages),), messages)
     return ProcessPages(pid, name, rows, messages)
+
+
+def control_group(context: interfaces.context.ContextInterface, kernel_module_name: str,
+                  candidates: Iterable[tuple[interfaces.objects.ObjectInterface, DerivedProcess]],
+                  *, limit: int = CONTROL_PROCESSES, shared: SharedPage | None = None,
+                  progress_callback: ProgressCallback = None) -> ControlGroup:
+    """The page accounting of the dump's normal processes (``candidates``: EPROCESS objects with
+    what was derived of them; those :func:`derive.is_control_candidate` accepts are used), summed
+    over the first ``limit`` that map user pages. The shared user data page is left out: it is
+    kernel memory, in every dump."""
+    from .derive import is_control_candidate
+
+    chosen = [(proc, process) for proc, process in candidates if is_control_candidate(process)]
+    if shared is None:
+        shared = shared_user_data_page(context, kernel_module_name)
+    totals = {"pages": 0, "absent": 0, "zero_filled": 0, "readable": 0}
+    pids: list[int | None] = []
+    problems: list[str] = []
+    for index, (proc, process) in enumerate(chosen):
+        if len(pids) >= limit:
+            break
+        if progress_callback:
+            progress_callback(100.0 * len(pids) / limit, f"Control group ({process.name})")
+        try:
+            accounting = process_pages(context, kernel_module_name, proc, pid=process.pid,
+                                       name=process.name, shared=shared)
+        except exceptions.VolatilityException as excp:
+            problems.append(f"PID {process.pid}: {excp}")
+            continue
+        if not accounting.mapped:
+            continue
+        pids.append(process.pid)
+        for key, value in (("pages", accounting.mapped), ("absent", accounting.absent),
+                           ("zero_filled", accounting.zero_filled),
+                           ("readable", accounting.readable)):
+            totals[key] += value
+        problems += [f"PID {process.pid}: {problem}" for problem in accounting.problems[:2]]
+    if progress_callback:
+        progress_callback(100.0, "Control group")
+    return ControlGroup(processes=len(pids), pids=tuple(pids), candidates=len(chosen),
+                        problems=tuple(problems), **totals)

@@ -26,9 +26,9 @@ vollog = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, str], None] | None
 
 # Attributes of ProcessFields read with a plain integer conversion of the named member.
-_WORD_FIELDS = ("secure_pid", "trustlet_identity", "wow64_process", "process_delete",
-                "cross_session_create", "deep_freeze", "background", "subsystem_process",
-                "minimal", "exit_status", "peb", "base_priority")
+_WORD_FIELDS = ("secure_pid", "trustlet_identity", "protected_process", "wow64_process",
+                "process_delete", "cross_session_create", "deep_freeze", "background",
+                "subsystem_process", "minimal", "exit_status", "peb", "base_priority")
 
 
 def _resolve(context: interfaces.context.ContextInterface,
@@ -80,6 +80,9 @@ def _probe(context: interfaces.context.ContextInterface,
     found["secure_pid"] = pcb("SecurePid")
     found["trustlet_identity"] = own("TrustletIdentity")
     found["protection"] = own("Protection")
+    if found["protection"] is None:
+        # Windows 7: no PS_PROTECTION, but a ProtectedProcess flag bit.
+        found["protected_process"] = _bit(eprocess, "Flags", "ProtectedProcess")
     found["wow64_process"] = own("WoW64Process") or own("Wow64Process")
     found["process_delete"] = _bit(eprocess, "Flags", "ProcessDelete")
     found["cross_session_create"] = _bit(eprocess, "Flags2", "CrossSessionCreate")

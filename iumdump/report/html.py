@@ -17,14 +17,16 @@ from typing import Any, Iterable
 
 from ..analysis.findings import SEVERITIES
 from .markdown import SEVERITY_NOTES
-from .model import FLAG_SHORT, Report
+from .model import FLAG_SHORT, Report, control_label, pages_sentence
 from .text import hex_or_dash, html_attribute as attr, html_text as text
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
-COLORS = {"absent": "#475569", "zero_filled": "#cbd5e1", "readable": "#f59e0b"}
+COLORS = {"absent": "#475569", "zero_filled": "#cbd5e1", "readable": "#f59e0b",
+          "shared": "#93c5fd"}
 FATE_LABELS = {"absent": "absent from the dump", "zero_filled": "zero-filled",
-               "readable": "readable (content in the dump)"}
+               "readable": "readable (content in the dump)",
+               "shared": "shared user data page (every process's; not counted)"}
 
 STYLE = """
 :root { color-scheme: light; --ink:#1f2937; --muted:#6b7280; --line:#e5e7eb; --bg:#f8fafc;
@@ -122,8 +124,11 @@ def strip_svg(entry: dict[str, Any], width: int = 1000, height: int = 64) -> str
         if not pages:
             parts.append(f'<rect x="{x:.2f}" y="{bar_top}" width="{w:.2f}" height="{bar_height}" '
                          'fill="#ffffff" stroke="#94a3b8" stroke-dasharray="3 2"/>')
+        if region.get("shared"):
+            parts.append(f'<rect x="{x:.2f}" y="{bar_top}" width="{w:.2f}" '
+                         f'height="{bar_height}" fill="{COLORS["shared"]}"/>')
         for fate in ("absent", "zero_filled", "readable"):
-            if not pages or not region[fate]:
+            if not pages or not region[fate] or region.get("shared"):
                 continue
             seg = w * region[fate] / pages
             parts.append(f'<rect x="{segment_x:.2f}" y="{bar_top}" width="{seg:.2f}" '
@@ -158,7 +163,7 @@ def _flags_cell(process: dict[str, Any]) -> str:
 def _legend() -> str:
     return ('<p class="legend">' + "".join(
         f'<span><i style="background:{COLORS[fate]}"></i>{FATE_LABELS[fate]}</span>'
-        for fate in ("absent", "zero_filled", "readable")) +
+        for fate in ("absent", "zero_filled", "readable", "shared")) +
         '<span class="muted">Regions in address order, width ∝ mapped pages; segments show '
         'proportions within a region. A dashed orange outline marks a partial count.</span></p>')
 
@@ -200,6 +205,12 @@ def render(report: Report) -> str:
         out.append(f'<p>User pages of secure processes: <strong>{pages["mapped"]:,}</strong> '
                    f'mapped — {pages["absent"]:,} absent, {pages["zero_filled"]:,} zero-filled, '
                    f'{pages["readable"]:,} readable.</p>')
+    control = summary.get("control")
+    if control and control["pages"]:
+        out.append(f'<p>User pages of normal processes (control group, '
+                   f'{text(control_label(control))}): <strong>{control["pages"]:,}</strong> '
+                   f'mapped — {control["absent"]:,} absent, {control["zero_filled"]:,} '
+                   f'zero-filled, {control["readable"]:,} readable.</p>')
     out.append("</section>")
 
     # Findings
@@ -226,9 +237,21 @@ def render(report: Report) -> str:
     for entry in report.pages:
         out.append(f'<h3>{text(entry["name"])} <span class="muted">PID {_pid(entry["pid"])}'
                    '</span></h3>')
-        out.append(f'<p>{entry["pages"]:,} mapped user pages: {entry["absent"]:,} absent from the '
-                   f'dump, {entry["zero_filled"]:,} zero-filled, {entry["readable"]:,} readable'
-                   f'{" — <strong>partial</strong>" if entry.get("partial") else ""}.</p>')
+        counts, rest = pages_sentence(entry)
+        out.append(f"<p>{text(counts)}"
+                   f"{' — <strong>partial</strong>' if entry.get('partial') else ''}"
+                   f"{text(rest)}</p>")
+        control = entry.get("control")
+        if control and entry["pages"]:
+            out.append('<table class="control"><thead><tr><th></th><th class="num">Pages</th>'
+                       '<th class="num">Absent</th><th class="num">ZeroFilled</th>'
+                       '<th class="num">Readable</th></tr></thead><tbody>')
+            out.append(_rows(
+                [f"<td>{text(label)}</td>"] + [f'<td class="num">{counts[key]:,}</td>' for key in
+                                              ("pages", "absent", "zero_filled", "readable")]
+                for label, counts in ((entry["name"], entry),
+                                      (f"control: {control_label(control)}", control))))
+            out.append("</tbody></table>")
         if not entry["regions"] or not entry["pages"] and not entry.get("partial"):
             continue
         out.append(strip_svg(entry))

@@ -11,7 +11,7 @@ import os
 from typing import Any, Iterable
 
 from ..analysis.findings import SEVERITIES
-from .model import FLAG_SHORT, Report
+from .model import FLAG_SHORT, Report, control_label, pages_sentence
 from .text import hex_or_dash, markdown as md
 
 SEVERITY_NOTES = {
@@ -83,6 +83,11 @@ def render(report: Report) -> str:
         out.append(f"- Secure processes' user pages: {pages['mapped']:,} mapped — "
                    f"{pages['absent']:,} absent, {pages['zero_filled']:,} zero-filled, "
                    f"{pages['readable']:,} readable.")
+    control = summary.get("control")
+    if control and control["pages"]:
+        out.append(f"- Normal processes' user pages (control group, {control_label(control)}): "
+                   f"{control['pages']:,} mapped — {control['absent']:,} absent, "
+                   f"{control['zero_filled']:,} zero-filled, {control['readable']:,} readable.")
     counts = summary["findings"]
     out.append("- Findings: " + ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES)) + ".")
     out.append("")
@@ -102,10 +107,18 @@ def render(report: Report) -> str:
         out += ["No secure process has user pages to account for.", ""]
     for entry in report.pages:
         out += [f"### {md(entry['name'])} (PID {_pid(entry['pid'])})", ""]
-        out.append(f"{entry['pages']:,} mapped user pages: {entry['absent']:,} absent from the "
-                   f"dump, {entry['zero_filled']:,} zero-filled, {entry['readable']:,} readable"
-                   + (" — **partial**" if entry.get("partial") else "") + ".")
+        counts, rest = pages_sentence(entry)
+        out.append(md(counts) + (" — **partial**" if entry.get("partial") else "") + md(rest))
         out.append("")
+        control = entry.get("control")
+        if control and entry["pages"]:
+            out += _table(["", "Pages", "Absent", "ZeroFilled", "Readable"], [
+                [md(entry["name"]), f"{entry['pages']:,}", f"{entry['absent']:,}",
+                 f"{entry['zero_filled']:,}", f"{entry['readable']:,}"],
+                [f"control: {control_label(control)}", f"{control['pages']:,}",
+                 f"{control['absent']:,}", f"{control['zero_filled']:,}",
+                 f"{control['readable']:,}"]])
+            out.append("")
         if not entry["regions"] or not entry["pages"] and not entry.get("partial"):
             continue
         out += _table(["Start", "End", "Pages", "Absent", "ZeroFilled", "Readable", "Protection",

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from .. import __version__
-from ..analysis.derive import VERDICTS, DerivedProcess, ProcessPages
+from ..analysis.derive import VERDICTS, ControlGroup, DerivedProcess, ProcessPages
 from ..analysis.findings import SEVERITIES, Finding, count_by_severity
 
 REPORT_VERSION = "1"
@@ -86,6 +86,34 @@ def pages_entry(process: DerivedProcess, pages: ProcessPages) -> dict[str, Any]:
     return entry
 
 
+def control_label(control: Mapping[str, Any]) -> str:
+    count = control["processes"]
+    return f"{count} normal process{'' if count == 1 else 'es'}"
+
+
+def pages_sentence(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """A paragraph, plain text, on a secure process's pages, in two parts: the counts, then (after
+    where a renderer marks a partial count) the verdict, the shared user data page, and the
+    control group the verdict stands on."""
+    counts = (f"{entry['pages']:,} mapped user pages: {entry['absent']:,} absent from the dump, "
+              f"{entry['zero_filled']:,} zero-filled, {entry['readable']:,} readable")
+    rest = f"; verdict {entry['verdict']}" if entry["pages"] and entry.get("verdict") else ""
+    rest += "."
+    if entry.get("shared_pages"):
+        rest += (" The shared user data page (KUSER_SHARED_DATA at 0x7FFE0000, mapped into every "
+                 "process) is listed apart and not counted.")
+    control = entry.get("control")
+    if control and entry["pages"]:
+        if control["captured"] is None:
+            rest += " No normal process's user pages to compare with."
+        else:
+            rest += (f" Control group ({control_label(control)}): {control['readable']:,} of "
+                     f"{control['pages']:,} user pages readable — the dump "
+                     + ("holds" if control["captured"] else "does not hold")
+                     + " the normal processes' user memory.")
+    return counts, rest
+
+
 @dataclass
 class Report:
     """The report's sections, each plain JSON data."""
@@ -131,7 +159,8 @@ class Report:
 
 
 def summarize(processes: Sequence[DerivedProcess], pages: Mapping[int, ProcessPages],
-              findings: Sequence[Finding]) -> dict[str, Any]:
+              findings: Sequence[Finding], control: ControlGroup | None = None
+              ) -> dict[str, Any]:
     kinds = {f.kind for f in findings}
     verdicts = {verdict: 0 for verdict in VERDICTS}
     verdicts["unknown"] = 0
@@ -153,6 +182,7 @@ def summarize(processes: Sequence[DerivedProcess], pages: Mapping[int, ProcessPa
         "vbs_active": "vbs-active" in kinds,
         "credential_guard": "credential-guard" in kinds,
         "trustlet_pages": totals,
+        "control": None if control is None else control.as_dict(),
         "findings": count_by_severity(findings),
     }
 
@@ -162,9 +192,14 @@ def build_report(*, dump: Mapping[str, Any], kernel: Mapping[str, Any],
                  findings: Sequence[Finding], started: float, finished: float,
                  options: Mapping[str, Any] | None = None, notes: Iterable[str] = (),
                  volatility_log: Iterable[str] = (),
-                 timings: Mapping[str, float] | None = None) -> Report:
+                 timings: Mapping[str, float] | None = None,
+                 control: ControlGroup | None = None) -> Report:
     """Assemble the report. ``dump`` holds path, size, sha256, format (and any extras);
-    ``kernel`` is :meth:`KernelInfo.as_dict`; ``pages`` maps EPROCESS offsets to accounting."""
+    ``kernel`` is :meth:`KernelInfo.as_dict`; ``pages`` maps EPROCESS offsets to accounting;
+    ``control`` is the control group the page verdicts were judged against (default: the one the
+    accounting carries)."""
+    if control is None:
+        control = next((p.control for p in pages.values() if p.control is not None), None)
     notes = list(notes)
     by_offset = {p.offset: p for p in processes}
     page_entries = [pages_entry(by_offset[offset], accounting)
@@ -187,7 +222,7 @@ def build_report(*, dump: Mapping[str, Any], kernel: Mapping[str, Any],
         analysis=analysis,
         dump=dict(dump),
         kernel=dict(kernel),
-        summary=summarize(processes, pages, findings),
+        summary=summarize(processes, pages, findings, control),
         processes=[process_entry(p) for p in processes],
         pages=page_entries,
         findings=[f.as_dict() for f in findings],

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from iumdump.analysis.derive import (ENCLAVE_HOST, INACCESSIBLE, MASQUERADE, NORMAL,
-                                     PARTIALLY_READABLE, READABLE, SECURE,
+                                     NOT_CAPTURED, PARTIALLY_READABLE, PREDATES_VBS, READABLE,
+                                     SECURE, SHARED_USER_DATA, ControlGroup,
                                      ProcessFields, ProcessPages, RegionPages, Unknown,
                                      derive_flags, derive_process, derive_protection_text,
                                      derive_secure, derive_verdict, extended_basic_information,
@@ -64,10 +65,18 @@ class TestSecureState:
         info = derive_secure(fields(secure_state=None, unreadable=frozenset({"secure_state"})))
         assert info.secure is None and info.reason is Unknown.UNREADABLE
 
-    def test_build_without_either_field_is_unknown(self):
+    def test_kernel_without_either_field_predates_vbs(self):
+        """Regression: a kernel with neither SecurePid nor SecureState (Windows 7, 8.1) made every
+        process's secure state unknown; such a kernel cannot run a secure process, so Secure is
+        False, and a trustlet's name on it is a masquerade."""
         layout = dataclasses.replace(LAYOUT_19041, secure_state=None)
         info = derive_secure(fields(layout))
-        assert info.secure is None and info.reason is Unknown.ABSENT
+        assert (info.secure, info.source, info.reason) == (False, PREDATES_VBS, None)
+        lsaiso = derive_process(fields(layout, name="LsaIso.exe"))
+        assert lsaiso.verdict == MASQUERADE
+        assert derive_process(fields(layout)).verdict == NORMAL
+        secure_flag = lsaiso.flags["IsSecureProcess"]
+        assert (secure_flag.value, secure_flag.source) == (False, PREDATES_VBS)
 
 
 class TestVerdict:
@@ -223,3 +232,67 @@ def test_defined_protection_levels():
     assert not is_defined_protection(0x03)  # Type 3 is PsProtectedTypeMax, not a level
     assert not is_defined_protection(0x91)  # Signer 9 is PsProtectedSignerMax
     assert not is_defined_protection(0xFF)
+
+
+class TestLegacyProtection:
+    LAYOUT_7 = dataclasses.replace(LAYOUT_19041, secure_state=None, protection=None,
+                                   protected_process="Flags.ProtectedProcess")
+
+    def test_protected_process_bit_where_protection_is_absent(self):
+        """Windows 7 has no PS_PROTECTION; its protected processes carry a flag bit."""
+        flag = derive_flags(fields(self.LAYOUT_7, protection=None, protected_process=1))[
+            "IsProtectedProcess"]
+        assert (flag.value, flag.source) == (True, "Flags.ProtectedProcess")
+        flag = derive_flags(fields(self.LAYOUT_7, protection=None, protected_process=0))[
+            "IsProtectedProcess"]
+        assert flag.value is False
+
+    def test_neither_is_unknown(self):
+        layout = dataclasses.replace(self.LAYOUT_7, protected_process=None)
+        flag = derive_flags(fields(layout, protection=None))["IsProtectedProcess"]
+        assert (flag.value, flag.reason) == (None, Unknown.ABSENT)
+
+
+class TestControlGroup:
+    """Page verdicts judged against the normal processes' pages (the control group)."""
+
+    TRUSTLET = ProcessPages(712, "LsaIso.exe", (
+        RegionPages(0x10000, 0x1FFFF, 16, 16, 0, 0),
+        RegionPages(0x7FFE0000, 0x7FFE0FFF, 1, 0, 0, 1, shared=True)))
+
+    def test_captured_when_most_control_pages_are_readable(self):
+        assert ControlGroup(3, 100, 0, 10, 90).captured is True
+        assert ControlGroup(3, 100, 0, 50, 50).captured is True
+        assert ControlGroup(3, 100, 100, 0, 0).captured is False
+        assert ControlGroup(3, 100, 60, 0, 40).captured is False
+        assert ControlGroup().captured is None  # no basis
+
+    def test_missing_pages_with_the_control_present_are_inaccessible(self):
+        judged = self.TRUSTLET.judged(ControlGroup(3, 100, 0, 10, 90))
+        assert judged.verdict == INACCESSIBLE
+        assert [r.verdict for r in judged.regions] == [INACCESSIBLE, SHARED_USER_DATA]
+
+    def test_missing_pages_with_the_control_missing_too_are_not_captured(self):
+        judged = self.TRUSTLET.judged(ControlGroup(3, 100, 100, 0, 0))
+        assert judged.verdict == NOT_CAPTURED
+        assert [r.verdict for r in judged.regions] == [NOT_CAPTURED, SHARED_USER_DATA]
+        entry = judged.as_dict()
+        assert (entry["pages"], entry["readable"], entry["shared_pages"]) == (16, 0, 1)
+        assert entry["control"]["captured"] is False and entry["verdict"] == NOT_CAPTURED
+
+    def test_readable_pages_stay_readable_whatever_the_control(self):
+        pages = ProcessPages(712, "LsaIso.exe", (RegionPages(0, 0xFFFF, 16, 0, 0, 16),))
+        assert pages.judged(ControlGroup(3, 100, 100, 0, 0)).verdict == READABLE
+
+    def test_without_a_control_group_the_counts_decide(self):
+        assert self.TRUSTLET.judged(None).verdict == INACCESSIBLE
+        assert self.TRUSTLET.judged(ControlGroup()).verdict == INACCESSIBLE
+
+    def test_control_candidates_are_normal_linked_user_processes(self):
+        from iumdump.analysis.derive import is_control_candidate
+        assert is_control_candidate(derive_process(fields()))
+        assert not is_control_candidate(derive_process(fields(pid=4, name="System")))
+        assert not is_control_candidate(derive_process(fields(minimal=1, name="Registry")))
+        assert not is_control_candidate(derive_process(fields(linked=False)))
+        assert not is_control_candidate(derive_process(fields(secure_state=0x1001)))
+        assert not is_control_candidate(derive_process(fields(name="LsaIso.exe")))

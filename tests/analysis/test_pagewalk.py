@@ -237,3 +237,80 @@ def test_frames_beyond_memory_make_the_row_partial():
     (row,) = account(runs, FrameFates(physical, runs), [Region(0x10000, 0x10FFF)])
     assert (row.pages, row.absent, row.partial) == (1, 1, True)
     assert "beyond" in row.problems[0]
+
+
+# -- the shared user data page ------------------------------------------------------------------
+
+KUSER_VPN = 0x7FFE0  # MM_SHARED_USER_DATA_VA >> 12 (ntddk.h)
+KUSER_PFN = 0x77
+
+
+def trustlet_runs():
+    """A trustlet's pages as a bitmap dump holds them: its own frames absent, and the kernel's
+    KUSER_SHARED_DATA frame (present, with content) at 0x7FFE0000."""
+    return [Run(0x10, 0x300, 4), Run(KUSER_VPN, KUSER_PFN, 1)]
+
+
+def test_shared_page_in_its_vad_is_labelled_and_not_counted():
+    """Regression: the KUSER_SHARED_DATA page every process (trustlets too) maps at 0x7FFE0000
+    was counted as a readable trustlet page, raising trustlet-pages-readable on real dumps."""
+    from iumdump.analysis.derive import SHARED_USER_DATA, ProcessPages
+    from iumdump.analysis.pages import SharedPage
+
+    runs = trustlet_runs()
+    fates = FrameFates(FakePhysical({KUSER_PFN: content()}, 0x1000), runs)
+    regions = [Region(0x10000, 0x13FFF, "PAGE_READWRITE", "VadS"),
+               Region(0x7FFE0000, 0x7FFE0FFF, "PAGE_READONLY", "VadS")]
+    rows = account(runs, fates, regions, shared=SharedPage(KUSER_VPN, KUSER_PFN))
+    assert [(r.start, r.end, r.pages, r.absent, r.readable, r.shared, r.verdict, r.tag,
+             r.protection) for r in rows] == [
+        (0x10000, 0x13FFF, 4, 4, 0, False, INACCESSIBLE, "VadS", "PAGE_READWRITE"),
+        (0x7FFE0000, 0x7FFE0FFF, 1, 0, 1, True, SHARED_USER_DATA, "VadS", "PAGE_READONLY")]
+    pages = ProcessPages(712, "LsaIso.exe", rows)
+    assert (pages.mapped, pages.absent, pages.readable, pages.shared_pages) == (4, 4, 0, 1)
+    assert pages.verdict == INACCESSIBLE
+    assert len(account(runs, fates, regions, include_empty=True,
+                       shared=SharedPage(KUSER_VPN, KUSER_PFN))) == 2
+    # Without knowing it, the same page is the trustlet's own and readable.
+    assert ProcessPages(712, "LsaIso.exe", account(runs, fates, regions)).readable == 1
+
+
+def test_shared_page_outside_every_vad_is_its_own_row():
+    """A dump whose kernel maps the page without a VAD: it is still recognised, and the other
+    pages outside every VAD keep their own row."""
+    from iumdump.analysis.derive import ProcessPages
+    from iumdump.analysis.pages import SharedPage
+
+    runs = [Run(0x10, 0x300, 4), Run(KUSER_VPN - 1, 0x400, 1), Run(KUSER_VPN, KUSER_PFN, 1)]
+    fates = FrameFates(FakePhysical({KUSER_PFN: content(), 0x400: content()}, 0x1000), runs)
+    rows = account(runs, fates, [Region(0x10000, 0x13FFF, tag="VadS")],
+                   shared=SharedPage(KUSER_VPN, KUSER_PFN))
+    assert [(r.start, r.pages, r.readable, r.shared, r.tag) for r in rows] == [
+        (0x10000, 4, 0, False, "VadS"), (0x7FFDF000, 1, 1, False, None),
+        (0x7FFE0000, 1, 1, True, None)]
+    pages = ProcessPages(712, "LsaIso.exe", rows)
+    assert (pages.readable, pages.shared_pages, pages.outside_vad_pages) == (1, 1, 1)
+
+
+def test_another_frame_at_the_shared_address_is_the_process_own():
+    """Only the kernel's KUSER_SHARED_DATA frame is the shared page: something else mapped at
+    0x7FFE0000 counts (and, readable in a trustlet, is reported)."""
+    from iumdump.analysis.pages import SharedPage
+
+    runs = [Run(KUSER_VPN, 0x500, 1)]
+    fates = FrameFates(FakePhysical({0x500: content()}, 0x1000), runs)
+    (row,) = account(runs, fates, [], shared=SharedPage(KUSER_VPN, KUSER_PFN))
+    assert (row.shared, row.readable) == (False, 1)
+    (row,) = account(runs, fates, [], shared=SharedPage(KUSER_VPN, None))  # frame unknown
+    assert row.shared
+
+
+def test_shared_page_inside_a_larger_run_is_carved_out():
+    from iumdump.analysis.pages import SharedPage
+
+    runs = [Run(KUSER_VPN - 2, KUSER_PFN - 2, 5)]
+    frames = {pfn: content() for pfn in range(KUSER_PFN - 2, KUSER_PFN + 3)}
+    rows = account(runs, FrameFates(FakePhysical(frames, 0x1000), runs), [],
+                   shared=SharedPage(KUSER_VPN, KUSER_PFN))
+    assert [(r.start, r.pages, r.shared) for r in rows] == [
+        (0x7FFDE000, 2, False), (0x7FFE0000, 1, True), (0x7FFE1000, 2, False)]

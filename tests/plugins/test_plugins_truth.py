@@ -16,10 +16,10 @@ import pytest
 from volatility3.framework import renderers
 from volatility3.framework.interfaces.renderers import BaseAbsentValue
 
-from iumdump.analysis.derive import region_verdict
 from iumdump.structs.process_info import FLAG_NAMES, parse_extended_basic_information
 from iumdump.structs.protection import protection_text
 from iumdump.slat.writers import FORMATS
+from truth_pages import expected_region_verdict, user_memory_captured
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,10 +148,10 @@ def test_extbasicinfo_rows_equal_truth(dump, run):
         assert info.nonzero_padding == ()
 
 
-def _expected_regions(process):
+def _expected_regions(process, truth):
+    captured = user_memory_captured(truth)
     return [(process["pid"], r["start"], r["end"], r["pages"], r["absent"], r["zero_filled"],
-             r["readable"], region_verdict(r["pages"], r["absent"], r["zero_filled"],
-                                           r["readable"]))
+             r["readable"], expected_region_verdict(r, captured))
             for r in process["pages"]["regions"] if r["pages"]]
 
 
@@ -165,16 +165,19 @@ def test_trustletpages_rows_equal_truth(dump, run):
     region; the totals equal truth's page counts."""
     truth = dump.truth
     secure = [p for p in truth["processes"] if p["secure"] and p["pages"]]
-    expected = [row for p in secure for row in _expected_regions(p)]
+    expected = [row for p in secure for row in _expected_regions(p, truth)]
     got = _rows(run("trustletpages", scan=needs_scan(truth)))
     assert sorted(got) == sorted(expected)
     for process in secure:
-        mine = [row for row in got if row[0] == process["pid"]]
+        # The process's own pages; the shared user data page has its own, labelled row.
+        mine = [row for row in got if row[0] == process["pid"] and row[7] != "shared-user-data"]
         pages = process["pages"]
         assert [sum(row[i] for row in mine) for i in (3, 4, 5, 6)] == \
             [pages["mapped"], pages["absent"], pages["zero_filled"], pages["readable"]]
+        shared = [row for row in got if row[0] == process["pid"] and row not in mine]
+        assert [(row[1], row[3]) for row in shared] == [(0x7FFE0000, 1)] * pages["shared"]
     if needs_scan(truth):
-        linked = [row for p in secure if p["linked"] for row in _expected_regions(p)]
+        linked = [row for p in secure if p["linked"] for row in _expected_regions(p, truth)]
         assert sorted(_rows(run("trustletpages"))) == sorted(linked)
 
 
@@ -187,5 +190,5 @@ def test_trustletpages_pid_walks_any_process(dump, run):
     assert minimal and all(p["pages"] is None for p in minimal)
     chosen = ordinary[:3] + minimal
     got = _rows(run("trustletpages", pid=[p["pid"] for p in chosen]))
-    expected = [row for p in ordinary[:3] for row in _expected_regions(p)]
+    expected = [row for p in ordinary[:3] for row in _expected_regions(p, truth)]
     assert sorted(got) == sorted(expected)

@@ -8,12 +8,14 @@ import dataclasses
 import pytest
 from report_fixtures import LAYOUT_19041, credential_guard_machine, pages, process
 
-from iumdump.analysis.derive import ProcessFields, derive_process
+from iumdump.analysis.derive import (ControlGroup, ProcessFields, ProcessPages, RegionPages,
+                                     derive_process)
 from iumdump.analysis.findings import (CREDENTIAL_GUARD, ENCLAVE_HOST_KIND, HIGH, INFO, KINDS,
                                        LOW, MASQUERADE_KIND, MEDIUM, PARTIAL_ANALYSIS,
                                        SECURE_STATE_UNKNOWN, SEVERITIES, TRUSTLET,
-                                       TRUSTLET_PAGES_INACCESSIBLE, TRUSTLET_PAGES_READABLE,
-                                       UNLINKED_PROCESS, VBS_ACTIVE, analyze, count_by_severity)
+                                       TRUSTLET_PAGES_INACCESSIBLE, TRUSTLET_PAGES_NOT_CAPTURED,
+                                       TRUSTLET_PAGES_READABLE, UNLINKED_PROCESS, VBS_ACTIVE,
+                                       analyze, count_by_severity)
 
 
 def kinds(findings) -> set[tuple[str, int | None]]:
@@ -155,3 +157,86 @@ def test_masquerade_names_the_field_of_the_build():
     assert "(Pcb.SecurePid is 0)" in found[0].message
     assert "(Pcb.SecureState bit 0 is clear)" in analyze([process("LsaIso.exe", 1)], {},
                                                         "raw")[0].message
+
+
+# -- judged against the control group -----------------------------------------------------------
+
+def _with_kuser(proc, accounting: ProcessPages) -> ProcessPages:
+    """The accounting plus the KUSER_SHARED_DATA page at 0x7FFE0000, readable (kernel memory)."""
+    shared = RegionPages(0x7FFE_0000, 0x7FFE_0FFF, 1, 0, 0, 1, "PAGE_READONLY", "VadS",
+                         shared=True)
+    regions = tuple(sorted(accounting.regions + (shared,), key=lambda r: r.start))
+    return ProcessPages(proc.pid, proc.name, regions)
+
+
+CAPTURED = ControlGroup(processes=5, pages=200, absent=0, zero_filled=20, readable=180,
+                        pids=(724, 840, 896, 1100, 5108), candidates=9)
+NOT_CAPTURED_CONTROL = ControlGroup(processes=5, pages=200, absent=200, zero_filled=0,
+                                    readable=0, pids=(724, 840, 896, 1100, 5108), candidates=9)
+
+
+def test_shared_user_data_page_is_not_a_readable_trustlet_page():
+    """Regression: the KUSER_SHARED_DATA page Windows maps into every process, LsaIso.exe
+    included, made a real Credential Guard dump report trustlet-pages-readable (medium) and lose
+    trustlet-pages-inaccessible."""
+    procs, accounting = credential_guard_machine()
+    lsaiso = procs[2]
+    accounting[lsaiso.offset] = _with_kuser(lsaiso, accounting[lsaiso.offset]).judged(CAPTURED)
+    found = analyze(procs, accounting, "crash-bitmap")
+    assert (TRUSTLET_PAGES_INACCESSIBLE, 712) in kinds(found)
+    assert TRUSTLET_PAGES_READABLE not in {f.kind for f in found}
+    message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_INACCESSIBLE)
+    assert "its 9 mapped user pages are VTL1-protected" in message
+    assert "The shared user data page (KUSER_SHARED_DATA at 0x7FFE0000" in message
+    assert "the control group of 5 normal processes has 180 of its 200 mapped user pages " \
+           "readable" in message
+
+
+def test_pages_missing_where_the_control_is_missing_too_are_not_blamed_on_vtl1():
+    procs, accounting = credential_guard_machine()
+    lsaiso = procs[2]
+    accounting[lsaiso.offset] = _with_kuser(lsaiso, accounting[lsaiso.offset]).judged(
+        NOT_CAPTURED_CONTROL)
+    found = analyze(procs, accounting, "crash-bitmap")
+    assert kinds(found) == {(VBS_ACTIVE, 56), (CREDENTIAL_GUARD, 712), (TRUSTLET, 712),
+                            (TRUSTLET_PAGES_NOT_CAPTURED, 712), (ENCLAVE_HOST_KIND, 3312)}
+    finding = next(f for f in found if f.kind == TRUSTLET_PAGES_NOT_CAPTURED)
+    assert finding.severity == LOW
+    assert "cannot show whether its pages were protected by VTL1" in finding.message
+    assert "0 of its 200 mapped user pages readable (200 absent" in finding.message
+    assert "VTL1-protected" not in finding.message and "by design" not in finding.message
+
+
+def test_live_kernel_dump_without_a_control_group_is_not_captured():
+    procs, accounting = credential_guard_machine()
+    found = analyze(procs, accounting, "crash-live")
+    assert (TRUSTLET_PAGES_NOT_CAPTURED, 712) in kinds(found)
+    assert TRUSTLET_PAGES_INACCESSIBLE not in {f.kind for f in found}
+    message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_NOT_CAPTURED)
+    assert "a live kernel memory dump (DumpType 6) holds kernel memory only" in message
+
+
+def test_readable_trustlet_pages_name_the_control_group():
+    procs, _ = credential_guard_machine()
+    lsaiso = procs[2]
+    accounting = {lsaiso.offset: pages(lsaiso, (0x1000_0000, 4, 0, 0, 4)).judged(CAPTURED)}
+    message = next(f.message for f in analyze(procs, accounting, "host")
+                   if f.kind == TRUSTLET_PAGES_READABLE)
+    assert "(the control group of 5 normal processes has 180 of its 200" in message
+
+
+def test_secure_process_findings_hold_on_every_dump_type():
+    procs, accounting = credential_guard_machine()
+    masquerade = process("LsaIso.exe", 6240, ppid=4420)
+    for fmt in ("crash-bitmap", "crash-live", "crash-full", "raw", "lime"):
+        got = {kind for kind, _ in kinds(analyze(procs + [masquerade], accounting, fmt))}
+        assert {VBS_ACTIVE, CREDENTIAL_GUARD, TRUSTLET, MASQUERADE_KIND} <= got, fmt
+
+
+def test_a_kernel_that_predates_vbs_names_the_masquerade_and_not_an_unknown_state():
+    layout = dataclasses.replace(LAYOUT_19041, secure_state=None)
+    fake = derive_process(ProcessFields(offset=0x1000, pid=612, ppid=500, name="LsaIso.exe",
+                                        layout=layout))
+    found = analyze([fake], {}, "crash-bitmap")
+    assert kinds(found) == {(MASQUERADE_KIND, 612)}
+    assert "the kernel predates VBS" in found[0].message

@@ -11,6 +11,13 @@ tools write for pages the hypervisor refuses to VTL0) or Readable (in the dump, 
 Verdict is ``inaccessible`` (nothing readable), ``readable`` (every page) or
 ``partially-readable``.
 
+Verdicts are judged against a control group: the same accounting over a few of the dump's normal
+processes. Where their user pages are missing too (a live kernel or kernel dump, a failed
+acquisition), a region with nothing readable is ``not-captured`` rather than ``inaccessible``: the
+dump cannot show whether VTL1 protected it. The control figures are logged. The shared user data
+page (KUSER_SHARED_DATA, the kernel's page every process maps read-only at 0x7FFE0000) has a row
+of its own with the Verdict ``shared-user-data``: it is never the process's memory.
+
 Partial rows: when part of the process cannot be seen — a page table missing from the dump or
 reached twice (a loop), frames beyond the physical memory the dump describes, an unreadable VAD
 tree — the counts are what could be seen and the Verdict says so with a `` (partial)`` suffix,
@@ -34,7 +41,8 @@ from volatility3.plugins.windows import vadinfo
 
 from iumdump.analysis import pages as page_accounting
 from iumdump.analysis import reader
-from iumdump.analysis.derive import ProcessPages, derive_secure
+from iumdump.analysis.derive import ControlGroup, ProcessPages, derive_process, derive_secure
+from iumdump.analysis.findings import control_basis
 
 vollog = logging.getLogger(__name__)
 
@@ -47,7 +55,9 @@ class TrustletPages(interfaces.plugins.PluginInterface):
     _required_framework_version = (2, 26, 0)
 
     # 1.0.0 - first release: the columns of DESIGN §5, partial rows as "<verdict> (partial)"
-    _version = (1, 0, 0)
+    # 1.1.0 - verdicts judged against a control group of normal processes ("not-captured"); the
+    #         shared user data page labelled "shared-user-data"; account_processes takes control
+    _version = (1, 1, 0)
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
@@ -69,9 +79,11 @@ class TrustletPages(interfaces.plugins.PluginInterface):
         pids: List[int] | None = None,
         scan: bool = False,
         progress_callback=None,
+        control: bool = True,
     ) -> Iterator[ProcessPages]:
         """Page accounting of the secure processes, or of the processes ``pids`` names; with
-        ``scan`` also of those only the pool scanner finds."""
+        ``scan`` also of those only the pool scanner finds. Each is judged against the control
+        group (:func:`control_group`) unless ``control`` is False."""
         read = reader.ProcessReader(context, kernel_module_name)
         chosen: List[Tuple[interfaces.objects.ObjectInterface, object]] = []
         for proc, _linked in reader.iter_processes(context, kernel_module_name, scan=scan,
@@ -79,6 +91,11 @@ class TrustletPages(interfaces.plugins.PluginInterface):
             fields = read(proc)
             if pids or derive_secure(fields).secure:
                 chosen.append((proc, fields))
+        shared = page_accounting.shared_user_data_page(context, kernel_module_name)
+        judged_by = None
+        if control and chosen:
+            judged_by = cls.control_group(context, kernel_module_name, shared=shared)
+
         def stage(index: int, name: str):
             """This process's share of the plugin's progress."""
             if progress_callback is None:
@@ -89,10 +106,28 @@ class TrustletPages(interfaces.plugins.PluginInterface):
         for index, (proc, fields) in enumerate(chosen):
             yield page_accounting.process_pages(
                 context, kernel_module_name, proc, pid=fields.pid, name=fields.name,
-                progress_callback=stage(index, fields.name),
-            )
+                shared=shared, progress_callback=stage(index, fields.name),
+            ).judged(judged_by)
+
+    @classmethod
+    def control_group(
+        cls,
+        context: interfaces.context.ContextInterface,
+        kernel_module_name: str,
+        shared=None,
+    ) -> ControlGroup:
+        """The page accounting of the dump's normal processes (the active list's), summed."""
+        read = reader.ProcessReader(context, kernel_module_name)
+        candidates = (
+            (proc, derive_process(read(proc)))
+            for proc, _linked in reader.iter_processes(context, kernel_module_name)
+        )
+        return page_accounting.control_group(
+            context, kernel_module_name, candidates, shared=shared
+        )
 
     def _generator(self):
+        logged_control = False
         for process in self.account_processes(
             self.context,
             self.config["kernel"],
@@ -100,6 +135,17 @@ class TrustletPages(interfaces.plugins.PluginInterface):
             scan=self.config.get("scan", False),
             progress_callback=self._progress_callback,
         ):
+            if process.control is not None and not logged_control:
+                logged_control = True
+                captured = process.control.captured
+                # A dump without user memory changes every verdict: say so where it is seen.
+                log = vollog.warning if captured is False else vollog.info
+                basis = control_basis(process.control)
+                log(
+                    f"{basis[0].upper()}{basis[1:]}; the dump "
+                    + {True: "holds", False: "does not hold", None: "gives no basis on"}[captured]
+                    + " the normal processes' user memory"
+                )
             for problem in process.problems[:MAX_LOGGED_PROBLEMS]:
                 vollog.warning(f"PID {process.pid}: {problem}")
             if len(process.problems) > MAX_LOGGED_PROBLEMS:
