@@ -248,3 +248,47 @@ def test_dump_is_only_ever_opened_read_only(synth_dump, tmp_path, monkeypatch):
     assert (code, stderr) == (0, "")
     assert opened  # the checks above saw the opens (inspect, hash, Volatility)
     assert hashlib.sha256(Path(dump).read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("signature", [b"SDMP", b"FDMP"])
+def test_bitmap_dumps_with_either_summary_signature_are_analysed(signature, synth_dump,
+                                                                 tmp_path):
+    """Regression: every bitmap dump Windows writes (``SDMPDUMP`` for kernel and automatic
+    dumps, ``FDMPDUMP`` for complete ones) was refused, because iumdump expected ``SDMPDU64``."""
+    result = synth_dump("credential-guard", "crash-bitmap")
+    data = bytearray(Path(result.dump_path).read_bytes())
+    assert data[0x2000:0x2008] == b"FDMPDUMP"
+    data[0x2000:0x2004] = signature
+    dump = tmp_path / "memory.dmp"
+    dump.write_bytes(bytes(data))
+    code, _, stderr = run_cli("analyze", str(dump), "-s", str(result.symbols_dir), "-o",
+                              str(tmp_path / "out"), "--offline", "-q", "--format", "json")
+    assert (code, stderr) == (0, "")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["dump"]["format"] == "crash-bitmap"
+    assert report["dump"]["summary_signature"] == signature.decode()
+    kinds = {(f["kind"], f["pid"]) for f in report["findings"]}
+    assert ("trustlet-pages-inaccessible", 712) in kinds
+    assert not any(kind == "trustlet-pages-readable" for kind, _ in kinds)
+
+
+def test_credential_guard_with_kuser_everywhere_is_inaccessible_not_readable(synth_dump,
+                                                                            tmp_path):
+    """The emulator maps KUSER_SHARED_DATA into LsaIso.exe as Windows does; the report still
+    says its pages are inaccessible, labels the shared page, and claims nothing readable."""
+    result = synth_dump("credential-guard", "crash-bitmap")
+    lsaiso = next(p for p in result.truth["processes"] if p["name"] == "LsaIso.exe")
+    assert [r["start"] for r in lsaiso["pages"]["regions"] if r["shared"]] == [0x7FFE0000]
+    code, _, stderr = run_cli("analyze", str(result.dump_path), "-s", str(result.symbols_dir),
+                              "-o", str(tmp_path), "--offline", "-q")
+    assert (code, stderr) == (0, "")
+    report = json.loads((tmp_path / "report.json").read_text())
+    kinds = {(f["kind"], f["pid"]) for f in report["findings"]}
+    assert ("trustlet-pages-inaccessible", 712) in kinds
+    assert "trustlet-pages-readable" not in {kind for kind, _ in kinds}
+    (entry,) = [e for e in report["pages"] if e["pid"] == 712]
+    assert (entry["shared_pages"], entry["readable"], entry["verdict"]) == (1, 0, "inaccessible")
+    assert entry["control"]["captured"] is True
+    markdown = (tmp_path / "report.md").read_text()
+    assert "shared-user-data" in markdown and "control: " in markdown
+    assert "shared user data page" in (tmp_path / "report.html").read_text()

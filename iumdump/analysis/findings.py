@@ -144,7 +144,10 @@ def _trustlet_label(process: DerivedProcess) -> str:
 
 
 def vbs_findings(processes: Sequence[DerivedProcess]) -> list[Finding]:
-    systems = [p for p in processes if _is_secure_system(p) and p.linked]
+    # A "Secure System" the kernel says is not secure (e.g. on a kernel that predates VBS) is a
+    # name, not evidence of VBS.
+    systems = [p for p in processes
+               if _is_secure_system(p) and p.linked and p.secure.secure is not False]
     if systems:
         process = systems[0]
         return [Finding(VBS_ACTIVE, INFO, process.pid,

@@ -82,7 +82,7 @@ def _probe(context: interfaces.context.ContextInterface,
     found["protection"] = own("Protection")
     if found["protection"] is None:
         # Windows 7: no PS_PROTECTION, but a ProtectedProcess flag bit.
-        found["protected_process"] = _bit(eprocess, "Flags", "ProtectedProcess")
+        found["protected_process"] = _bit(eprocess, "Flags2", "ProtectedProcess")
     found["wow64_process"] = own("WoW64Process") or own("Wow64Process")
     found["process_delete"] = _bit(eprocess, "Flags", "ProcessDelete")
     found["cross_session_create"] = _bit(eprocess, "Flags2", "CrossSessionCreate")

@@ -236,13 +236,13 @@ def test_defined_protection_levels():
 
 class TestLegacyProtection:
     LAYOUT_7 = dataclasses.replace(LAYOUT_19041, secure_state=None, protection=None,
-                                   protected_process="Flags.ProtectedProcess")
+                                   protected_process="Flags2.ProtectedProcess")
 
     def test_protected_process_bit_where_protection_is_absent(self):
         """Windows 7 has no PS_PROTECTION; its protected processes carry a flag bit."""
         flag = derive_flags(fields(self.LAYOUT_7, protection=None, protected_process=1))[
             "IsProtectedProcess"]
-        assert (flag.value, flag.source) == (True, "Flags.ProtectedProcess")
+        assert (flag.value, flag.source) == (True, "Flags2.ProtectedProcess")
         flag = derive_flags(fields(self.LAYOUT_7, protection=None, protected_process=0))[
             "IsProtectedProcess"]
         assert flag.value is False

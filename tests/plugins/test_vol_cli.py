@@ -23,10 +23,13 @@ CASES = [
     ("adversarial", "crash-full", "14393", "secureprocs", {"scan": True}),
     ("adversarial", "host", "builtin", "extbasicinfo", {}),
     ("adversarial", "crash-bitmap", "builtin", "trustletpages", {"scan": True}),
+    ("credential-guard", "crash-live", "builtin", "trustletpages", {}),
+    ("credential-guard", "crash-live", "builtin", "secureprocs", {}),
 ]
 
 
-def vol_json(dump, cache_dir: Path, plugin: str, options: dict) -> list[dict]:
+def vol_json(dump, cache_dir: Path, plugin: str, options: dict, *, plugins: bool = True
+             ) -> list[dict]:
     arguments = []
     for name, value in options.items():
         if value is True:
@@ -34,7 +37,7 @@ def vol_json(dump, cache_dir: Path, plugin: str, options: dict) -> list[dict]:
         else:
             arguments += [f"--{name}", *map(str, value)]
     command = [str(VOL), "-q", "--offline", "--cache-path", str(cache_dir),
-               "-p", str(plugin_directory()), "-f", str(dump.dump_path),
+               *(["-p", str(plugin_directory())] if plugins else []), "-f", str(dump.dump_path),
                "-s", str(dump.symbols_dir), "-r", "json", f"windows.{plugin}", *arguments]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -69,3 +72,26 @@ def test_plugin_directory_is_the_package_under_pytest():
     directory = plugin_directory()
     assert (directory / "windows" / "secureprocs.py").is_file()
     assert (directory / "__init__.py").is_file()
+
+
+def test_stock_pslist_reads_a_live_kernel_dump_with_the_plugins_loaded(synth_dump, vol_cache_dir):
+    """DumpType 6: Volatility 3 alone refuses it; with ``-p "$(iumdump plugins)"`` its own
+    windows.pslist lists every linked process the truth holds."""
+    dump = synth_dump("credential-guard", "crash-live", "builtin")
+    command = [str(VOL), "-q", "--offline", "--cache-path", str(vol_cache_dir), "-f",
+               str(dump.dump_path), "-s", str(dump.symbols_dir), "-r", "json", "windows.pslist"]
+    alone = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert alone.returncode != 0
+    rows = vol_json(dump, vol_cache_dir, "pslist", {})
+    assert sorted((row["PID"], row["ImageFileName"]) for row in rows) == sorted(
+        (p["pid"], p["name"]) for p in dump.truth["processes"] if p["linked"])
+
+
+def test_trustletpages_on_a_live_kernel_dump_says_not_captured(synth_dump, vol_cache_dir):
+    dump = synth_dump("credential-guard", "crash-live", "builtin")
+    rows = vol_json(dump, vol_cache_dir, "trustletpages", {})
+    verdicts = {row["Verdict"] for row in rows}
+    assert verdicts == {"not-captured", "shared-user-data"}
+    (shared,) = [row for row in rows if row["Verdict"] == "shared-user-data"]
+    assert (shared["Start"], shared["Pages"], shared["Readable"]) == (0x7FFE0000, 1, 1)
+    assert all(row["Readable"] == 0 for row in rows if row is not shared)

@@ -194,3 +194,53 @@ def test_visible():
 
 def test_file_names():
     assert FILE_NAMES == {"json": "report.json", "md": "report.md", "html": "report.html"}
+
+
+def live_dump_report() -> Report:
+    """LsaIso.exe's pages with the shared user data page, judged against a control group whose
+    pages are missing too (a live kernel dump)."""
+    from iumdump.analysis.derive import ControlGroup, ProcessPages, RegionPages
+
+    procs, accounting = credential_guard_machine()
+    lsaiso = procs[2]
+    own = accounting[lsaiso.offset]
+    shared = RegionPages(0x7FFE_0000, 0x7FFE_0FFF, 1, 0, 0, 1, "PAGE_READONLY", "VadS",
+                         shared=True)
+    control = ControlGroup(processes=4, pages=120, absent=120, pids=(724, 840, 896, 5108),
+                           candidates=9)
+    accounting[lsaiso.offset] = ProcessPages(
+        lsaiso.pid, lsaiso.name, tuple(sorted(own.regions + (shared,), key=lambda r: r.start))
+    ).judged(control)
+    return make_report(procs, accounting, dump_format="crash-live")
+
+
+class TestControlAndSharedPage:
+    def test_json_carries_the_basis_and_validates(self):
+        data = json.loads(jsonreport.render(live_dump_report()))
+        validator().validate(data)
+        (entry,) = [e for e in data["pages"] if e["pid"] == 712]
+        assert (entry["pages"], entry["readable"], entry["shared_pages"], entry["verdict"]) == \
+            (9, 0, 1, "not-captured")
+        assert entry["control"]["captured"] is False and entry["control"]["pages"] == 120
+        assert [r["verdict"] for r in entry["regions"]] == [
+            "not-captured", "shared-user-data", "not-captured"]
+        assert data["summary"]["control"]["processes"] == 4
+        assert {f["kind"] for f in data["findings"]} >= {"trustlet-pages-not-captured"}
+        assert "trustlet-pages-inaccessible" not in {f["kind"] for f in data["findings"]}
+
+    def test_markdown_shows_control_figures_beside_the_trustlets(self):
+        text = markdown.render(live_dump_report())
+        assert ("9 mapped user pages: 9 absent from the dump, 0 zero-filled, 0 readable; "
+                "verdict not-captured.") in text
+        assert "Control group (4 normal processes): 0 of 120 user pages readable — the dump " \
+               "does not hold the normal processes' user memory." in text
+        assert "| control: 4 normal processes | 120 | 120 | 0 | 0 |" in text
+        assert "| LsaIso.exe | 9 | 9 | 0 | 0 |" in text
+        assert "shared-user-data" in text
+
+    def test_html_shows_control_figures_and_labels_the_shared_page(self):
+        text = html.render(live_dump_report())
+        assert "control: 4 normal processes" in text
+        assert "shared user data page (every process&#x27;s; not counted)" in text or \
+            "shared user data page (every process's; not counted)" in text
+        assert "shared-user-data" in text and "not-captured" in text

@@ -17,6 +17,7 @@ from iumdump.slat.machine import SlatMachine
 from iumdump.slat.memory import GuestPhysicalMemory
 from iumdump.slat.profile import builtin_symbol_table
 from iumdump.slat.synth import synthesize
+from iumdump.structs.paging import EXECUTE_DISABLE, READ_WRITE, USER
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "isf"
 REAL = {"14393": SHARED / "517E128F7B7C4EA79491DE6B9B9CE190-1.json.xz",
@@ -239,6 +240,40 @@ def test_kuser_shared_data_is_one_frame_at_both_addresses():
         K.KUSER_SHARED_DATA_KERNEL)
 
 
+def test_kuser_shared_data_is_mapped_into_every_process_trustlets_included():
+    """Regression: trustlets were built without the shared user data page; NT maps it read-only
+    and no-execute into every process it creates (MiInsertSharedUserPageVad, ReactOS
+    procsup.c), LsaIso.exe included, and real Credential Guard dumps show it there."""
+    kernel, built, _machine = build("builtin")
+    kuser = kernel.system_space.translate(K.KUSER_SHARED_DATA_KERNEL)
+    with_space = [p for p in built.processes if p.regions]
+    assert any(p.secure for p in with_space)
+    for process in with_space:
+        (leaf,) = list(process.space.leaves(K.KUSER_SHARED_DATA_USER,
+                                            K.KUSER_SHARED_DATA_USER + 0x1000))
+        assert leaf.pa == kuser, process.spec.name
+        assert leaf.entry & USER and not leaf.entry & READ_WRITE
+        assert leaf.entry & EXECUTE_DISABLE
+        (region,) = [r for r in process.regions if r.spec.start == K.KUSER_SHARED_DATA_USER]
+        assert (region.spec.pages, region.spec.protection, region.tag) == \
+            (1, "PAGE_READONLY", "VadS")
+
+
+def test_truth_counts_the_shared_page_apart(synth_dump):
+    truth = synth_dump("credential-guard", "crash-bitmap", "builtin").truth
+    lsaiso = next(p for p in truth["processes"] if p["name"] == "LsaIso.exe")["pages"]
+    (shared,) = [r for r in lsaiso["regions"] if r["shared"]]
+    assert (shared["start"], shared["readable"], shared["content"]) == (0x7FFE0000, 1, "shared")
+    assert lsaiso["shared"] == 1 and lsaiso["readable"] == 0
+    assert lsaiso["mapped"] == sum(r["pages"] for r in lsaiso["regions"] if not r["shared"])
+
+
+def test_memory_compression_is_named_as_windows_names_it(synth_dump):
+    for scenario in ("credential-guard", "no-vbs", "adversarial"):
+        names = {p["name"] for p in synth_dump(scenario, "raw", "builtin").truth["processes"]}
+        assert "MemCompression" in names and not any(n.startswith("Memory C") for n in names)
+
+
 def test_low_stub_names_the_system_page_map_and_a_kernel_address():
     _, built, machine = build("builtin")
     stub = machine.memory.read(K.LOW_STUB, 0x100)
@@ -363,3 +398,15 @@ def test_sizes_parse_with_binary_suffixes():
     assert scenarios.parse_size(4096) == 4096
     with pytest.raises(ScenarioError):
         scenarios.parse_size("100")
+
+
+def test_a_live_kernel_dump_holds_no_process_user_page(synth_dump):
+    """crash-live keeps kernel memory only: every process's own user pages are absent (the
+    shared user data page, a kernel page, stays readable)."""
+    truth = synth_dump("credential-guard", "crash-live", "builtin").truth
+    with_pages = [p for p in truth["processes"] if p["pages"]]
+    assert with_pages
+    for process in with_pages:
+        pages = process["pages"]
+        assert pages["absent"] == pages["mapped"] > 0, process["name"]
+        assert all(r["readable"] == 1 for r in pages["regions"] if r["shared"])
