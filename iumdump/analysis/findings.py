@@ -1,8 +1,8 @@
 """Findings: what the analysis means, in sentences an analyst can paste into a case note.
 
 Pure: the input is what :mod:`.derive` and :mod:`.pages` produced for one dump, the output a list
-of :class:`Finding` (kind, severity, pid, message). The kinds are those of DESIGN §5 plus three that
-say how far the report can be trusted:
+of :class:`Finding` (kind, severity, pid, message). The kinds are those of DESIGN §5 plus three
+that say how far the report can be trusted:
 
 =============================  ========  ====================================================
 kind                           severity  when
@@ -233,9 +233,10 @@ def control_basis(control: ControlGroup | None) -> str:
     """The control group's figures, as a sentence fragment for a finding."""
     if control is None or not control.pages:
         return "no normal process's user pages could be compared"
-    return (f"the control group of {_plural(control.processes, 'normal process', 'normal processes')}"
-            f" has {control.readable:,} of its {_plural(control.pages, 'mapped user page')} "
-            f"readable ({control.absent:,} absent, {control.zero_filled:,} zero-filled)")
+    processes = _plural(control.processes, "normal process", "normal processes")
+    pages = _plural(control.pages, "mapped user page")
+    return (f"the control group of {processes} has {control.readable:,} of its {pages} readable"
+            f" ({control.absent:,} absent, {control.zero_filled:,} zero-filled)")
 
 
 def page_findings(process: DerivedProcess, pages: ProcessPages, dump_format: str | None

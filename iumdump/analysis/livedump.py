@@ -8,9 +8,9 @@ System > Create live kernel Memory Dump", parsed by the same ``bmp_physmem`` as 
 LeechCore ``leechcore/device_file.c`` (``DUMP_TYPE_ACTIVE_MEMORY 6``, read by the same bitmap
 parser as 5), rizin ``librz/bin/format/dmp/dmp_specs.h`` (``DMP_DUMPTYPE_BITMAPKERNEL 6``).
 
-Volatility 3 (``framework/layers/crash.py``, 2.28) refuses DumpType 6. :class:`WindowsLiveDump64Layer`
-is its :class:`WindowsCrashDump64Layer` with DumpType 6 accepted and its segments loaded by the
-DumpType 5 code; :class:`WindowsLiveDumpStacker` offers it to automagic. Defining the classes
+Volatility 3 (``framework/layers/crash.py``, 2.28) refuses DumpType 6.
+:class:`WindowsLiveDump64Layer` is its :class:`WindowsCrashDump64Layer` with DumpType 6 accepted
+and its segments loaded by the DumpType 5 code; :class:`WindowsLiveDumpStacker` offers it to automagic. Defining the classes
 registers them: Volatility's stacker automagic finds every subclass of
 ``StackerLayerInterface``, and its configuration rebuilds layers from their class path. They are
 imported by ``iumdump analyze`` and, through ``vol_plugins/windows/livedump.py``, by ``vol -p

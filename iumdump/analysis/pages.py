@@ -597,7 +597,7 @@ def control_group(context: interfaces.context.ContextInterface, kernel_module_na
     totals = {"pages": 0, "absent": 0, "zero_filled": 0, "readable": 0}
     pids: list[int | None] = []
     problems: list[str] = []
-    for index, (proc, process) in enumerate(chosen):
+    for proc, process in chosen:
         if len(pids) >= limit:
             break
         if progress_callback:

@@ -142,7 +142,7 @@ DUMP_HEADER64 = Struct(
 
 # -- x86 ------------------------------------------------------------------------------------------
 DUMP_HEADER32_SIZE = 0x1000
-PHYSICAL_MEMORY_BLOCK32_SIZE = 700           # ContextRecord (0x320) - PhysicalMemoryBlockBuffer (0x64)
+PHYSICAL_MEMORY_BLOCK32_SIZE = 700  # ContextRecord (0x320) - PhysicalMemoryBlockBuffer (0x64)
 MAX_PHYSICAL_MEMORY_RUNS32 = (PHYSICAL_MEMORY_BLOCK32_SIZE - 8) // 8
 
 # _PHYSICAL_MEMORY_DESCRIPTOR and _PHYSICAL_MEMORY_RUN (crash.json): ULONG page numbers.
