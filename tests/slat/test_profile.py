@@ -318,6 +318,7 @@ KERNEL_FIELDS_ABSENT_ON_19041 = {
     ("_EPROCESS", "Pcb.SecurePid"),                     # 1507-1703
     ("_EPROCESS", "TrustletIdentity"),                  # up to 1703
     ("_EPROCESS", "Pcb.SecureState.Flags.TrustedApp"),  # 24H2
+    ("_EPROCESS", "ProtectedProcess"),                  # Windows 7 (Flags2 bit 11)
 }
 
 
