@@ -201,13 +201,14 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
             add(ENCLAVE_HOST_KIND, INFO,
                 f"{who} hosts a VBS enclave (secure handle {handle:#x}) but is not itself a "
                 "secure process. This is expected for the System Guard Runtime Monitor Broker; "
-                "the enclave's memory is VTL1-protected and absent from this dump.")
+                "the enclave's memory is VTL1-protected, which no dump taken inside Windows "
+                "(VTL0) can show.")
         else:
             add(ENCLAVE_HOST_KIND, LOW,
                 f"{who} holds a secure (enclave) handle {handle:#x} without being a secure "
                 "process: it hosts a VBS enclave. Windows' own enclave host is SgrmBroker.exe; "
-                "identify the software that created this enclave. Its enclave memory is absent "
-                "from this dump.")
+                "identify the software that created this enclave. Its enclave memory is "
+                "VTL1-protected, which no dump taken inside Windows (VTL0) can show.")
     elif process.verdict is None:
         reason = process.secure.reason.value if process.secure.reason else "unknown"
         add(SECURE_STATE_UNKNOWN, LOW,

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import InvalidInputError
 from ..report import FILE_NAMES, FORMATS, Report, build_report, render, report_paths
 from ..report.atomic import check_targets, prepare_directory, write_reports
+from ..report.model import control_label
 from ..report.text import visible
 
 DESCRIPTION = """\
@@ -184,6 +185,12 @@ def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=No
                            for p in summary["secure_processes"]) or "none"
         print(f"found    {summary['processes']} processes ({summary['unlinked']} unlinked); "
               f"secure: {secure}", file=stream)
+        control = summary.get("control")
+        if control and control["pages"]:
+            holds = "holds" if control["captured"] else "does not hold"
+            print(f"control  {control_label(control)}: {control['readable']:,} of "
+                  f"{control['pages']:,} user pages readable; the dump {holds} user memory",
+                  file=stream)
         counts = summary["findings"]
         print("findings " + ", ".join(f"{n} {severity}" for severity, n in counts.items()),
               file=stream)
