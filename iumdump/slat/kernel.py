@@ -648,6 +648,7 @@ class BuiltProcess:
     secure_handle: int
     trustlet_id: int | None
     flags: dict[str, bool | None]
+    audit_name: str | None = None  # SeAuditProcessCreationInfo.ImageFileName; None: no pointer
     regions: list[BuiltRegion] = field(default_factory=list)
     threads: list[int] = field(default_factory=list)
     peb: int = 0
@@ -1269,10 +1270,9 @@ class SyntheticKernel:
         process.set_list_entry("ActiveProcessLinks", *links)
         process.set("ImageFileName", spec.name.encode("ascii", "replace")[:14])
         process.set("CreateTime", windows_time(created))
-        if spec.deleting:
-            exited = max(created + _dt.timedelta(seconds=5),
-                         self.system_time - _dt.timedelta(seconds=3))
-            process.set("ExitTime", windows_time(exited))
+        if spec.exited is not None:
+            process.set("ExitTime", windows_time(self.boot_time
+                                                 + _dt.timedelta(seconds=spec.exited)))
             process.set("ExitStatus", 0)
         else:
             process.set("ExitStatus", STATUS_PENDING)
@@ -1342,19 +1342,23 @@ class SyntheticKernel:
         if spec.subsystem:
             process.set("PicoContext", self.nonpaged.allocate_data(bytes(0x80), b"PsPc"))
 
-        # Image file, audit name, user address space.
+        # Image file, audit name, user address space. The audit name of a process created from
+        # an image file is its NT device path; the minimal processes (Registry, MemCompression,
+        # Secure System) have no image file and carry their bare name there, and System has no
+        # name at all (windows.pstree's Audit column on real Windows 10 dumps: "-" for System,
+        # "Registry" and "MemCompression" for those two).
         file_object = 0
+        audit_name = {"user": spec.image_path, "minimal": spec.name}.get(spec.kind)
         if spec.kind == "user":
             file_object = self._create_file_object(spec.image_path)
             process.set("ImageFilePointer", file_object)
-        if spec.kind in ("user", "minimal"):
-            name_info = self._object_name_information(spec.image_path if spec.kind == "user"
-                                                      else spec.name)
+        if audit_name is not None:
+            name_info = self._object_name_information(audit_name)
             process.set("SeAuditProcessCreationInfo.ImageFileName", name_info)
         built = BuiltProcess(spec=spec, eprocess=address, physical=0, dtb=space.dtb,
                              space=space, secure_word=secure_word, secure=secure,
-                             secure_handle=secure_handle,
-                             trustlet_id=trustlet_id, flags=flags, threads=threads)
+                             secure_handle=secure_handle, trustlet_id=trustlet_id, flags=flags,
+                             audit_name=audit_name, threads=threads)
         if spec.regions:
             root, count = self._create_user_space(built, file_object)
             process.set("VadRoot.Root", root)

@@ -102,6 +102,7 @@ class ProcessSpec:
     subsystem: bool = False
     priority: int = 8
     created: float = 60.0  # seconds after boot
+    exited: float | None = None  # seconds after boot; set for every deleting process
     image_path: str = ""
     regions: tuple[RegionSpec, ...] = ()
 
@@ -252,7 +253,8 @@ class _Reader:
         if now <= boot:
             raise self.fail("", "system_time must be after boot_time")
         raw = self.get(data, "process", list, "", [])
-        processes = [self.process(entry, index) for index, entry in enumerate(raw)]
+        lifetime = (now - boot).total_seconds()
+        processes = [self.process(entry, index, lifetime) for index, entry in enumerate(raw)]
         fleet = None
         if "fleet" in data or params:
             fleet = self.fleet(self.get(data, "fleet", dict, "", {}), params)
@@ -273,7 +275,7 @@ class _Reader:
             raise self.fail("", f"'{key}' year {value.year} is outside 1999..2100")
         return value.astimezone(_dt.timezone.utc)
 
-    def process(self, entry: Any, index: int) -> ProcessSpec:
+    def process(self, entry: Any, index: int, lifetime: float) -> ProcessSpec:
         if not isinstance(entry, dict):
             raise self.fail(f"process #{index + 1}", "must be a table ([[process]])")
         where = f"process #{index + 1}"
@@ -282,7 +284,7 @@ class _Reader:
         self.check_keys(entry, {"name", "pid", "ppid", "kind", "session", "secure", "trustlet_id",
                                 "protection", "linked", "threads", "wow64", "deleting",
                                 "cross_session", "frozen", "background", "subsystem", "priority",
-                                "created", "image_path", "pages", "region"}, where)
+                                "created", "exited", "image_path", "pages", "region"}, where)
         if not name or len(name.encode("ascii", "replace")) > 255 or "\x00" in name:
             raise self.fail(where, "name must be 1..255 printable characters")
         pid = self.get(entry, "pid", int, where)
@@ -321,9 +323,13 @@ class _Reader:
         created = self.get(entry, "created", (int, float), where, 60.0 + pid / 100)
         if created < 0:
             raise self.fail(where, "created must be seconds after boot (>= 0)")
+        if created >= lifetime:
+            raise self.fail(where, f"created {created} s is not before system_time "
+                                   f"({lifetime:.0f} s after boot)")
         flags = {key: self.get(entry, key, bool, where, default) for key, default in (
             ("linked", True), ("wow64", False), ("deleting", False), ("cross_session", False),
             ("frozen", False), ("background", False), ("subsystem", False))}
+        exited = self._exit_time(entry, where, created, lifetime, flags)
         default_pages = "none" if kind != "user" or flags["deleting"] else (
             "secure" if secure == "trustlet" else "readable")
         pages = self.get(entry, "pages", str, where, default_pages)
@@ -333,7 +339,7 @@ class _Reader:
         spec = ProcessSpec(name=name, pid=pid, ppid=ppid, kind=kind, session=session,
                            secure=secure, trustlet_id=trustlet_id, protection=protection,
                            threads=threads, priority=priority, created=float(created),
-                           image_path=image_path, **flags)
+                           exited=exited, image_path=image_path, **flags)
         explicit = self.get(entry, "region", list, where, None)
         if explicit is not None:
             regions = tuple(self.region(item, f"{where} region #{i + 1}", spec)
@@ -341,6 +347,26 @@ class _Reader:
         else:
             regions = default_regions(spec, pages)
         return replace(spec, regions=regions)
+
+    def _exit_time(self, entry: dict, where: str, created: float, lifetime: float,
+                   flags: dict[str, bool]) -> float | None:
+        """ExitTime in seconds after boot. A process that has exited has ProcessDelete set (its
+        last thread is gone; the object lives on while something references it), so ``exited``
+        implies ``deleting``; a deleting process without ``exited`` exited shortly before the
+        dump was taken."""
+        exited = self.get(entry, "exited", (int, float), where, None)
+        if exited is None:
+            if not flags["deleting"]:
+                return None
+            return max(created + 5.0, lifetime - 3.0)
+        if "deleting" in entry and not flags["deleting"]:
+            raise self.fail(where, "a process that has exited is deleting (ProcessDelete); "
+                                   "leave out deleting = false")
+        if not created <= exited < lifetime:
+            raise self.fail(where, f"exited {exited} s must lie between created ({created} s) "
+                                   f"and system_time ({lifetime:.0f} s after boot)")
+        flags["deleting"] = True
+        return float(exited)
 
     def region(self, item: Any, where: str, spec: ProcessSpec) -> RegionSpec:
         if not isinstance(item, dict):
@@ -430,13 +456,28 @@ def _kind_names(kinds: tuple) -> str:
 
 
 # -- defaults ------------------------------------------------------------------------------------
-_WINDOWS_DIR_IMAGES = {"explorer.exe"}
+# Where the images that do not live in System32 are installed on a Windows 10 machine (folders
+# relative to the system volume; the default is \Windows\System32).
+_IMAGE_FOLDERS = {
+    "explorer.exe": r"\Windows",
+    "msmpeng.exe": r"\ProgramData\Microsoft\Windows Defender\Platform\4.18.24030.9-0",
+    "chrome.exe": r"\Program Files\Google\Chrome\Application",
+    "msedge.exe": r"\Program Files (x86)\Microsoft\Edge\Application",
+    "onedrive.exe": r"\Users\analyst\AppData\Local\Microsoft\OneDrive",
+    "teams.exe": r"\Users\analyst\AppData\Local\Microsoft\Teams\current",
+    "code.exe": r"\Users\analyst\AppData\Local\Programs\Microsoft VS Code",
+    "outlook.exe": r"\Program Files\Microsoft Office\root\Office16",
+    "searchapp.exe": r"\Windows\SystemApps\Microsoft.Windows.Search_cw5n1h2txyewy",
+    "init": r"\Windows\System32\lxss\tools",
+}
+SYSTEM_VOLUME = r"\Device\HarddiskVolume3"
 
 
 def default_image_path(name: str) -> str:
-    """Where Windows keeps the image of a process of this name (NT path, as the kernel records)."""
-    folder = r"\Windows" if name.lower() in _WINDOWS_DIR_IMAGES else r"\Windows\System32"
-    return rf"\Device\HarddiskVolume3{folder}\{name}"
+    """Where Windows keeps the image of a process of this name: the NT device path the kernel
+    records in SeAuditProcessCreationInfo."""
+    folder = _IMAGE_FOLDERS.get(name.lower(), r"\Windows\System32")
+    return rf"{SYSTEM_VOLUME}{folder}\{name}"
 
 
 def default_regions(spec: ProcessSpec, pages: str) -> tuple[RegionSpec, ...]:

@@ -121,7 +121,8 @@ def synthesize(scenario: str | os.PathLike | Scenario = DEFAULT_SCENARIO,
     symbols_dir = out / "symbols"
     isf_path = _write_symbols(symbols, isf, symbols_dir)
     truth = build_truth(scenario=loaded.name, fmt=fmt, seed=seed, memory=memory, kernel=built,
-                        write_result=result, profile=profile, dump_name=dump_path.name)
+                        write_result=result, profile=profile, dump_name=dump_path.name,
+                        boot_time=loaded.boot_time)
     truth_path = out / "truth.json"
     write_truth(truth_path, truth)
     return SynthResult(dump_path=dump_path, symbols_dir=symbols_dir, truth_path=truth_path,

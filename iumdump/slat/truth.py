@@ -15,15 +15,19 @@ Keys (stable; other engineers' tests read them): ``scenario, format, seed, memor
 kernel{build, pdb_guid, pdb_age, base, kernel_virtual_offset, dtb, profile, has_secure_state,
 has_trustlet_identity}, processes[{pid, ppid, name, image_name, offset, address,
 physical_offset, linked, secure, secure_handle, trustlet_id, protection, protection_text,
-minimal, verdict, session, threads, flags{…}, pages}]``. ``pages`` totals (``mapped, absent,
-zero_filled, readable``) count the process's own pages; ``shared`` counts the KUSER_SHARED_DATA
-page every process maps, whose region is listed with ``"shared": true``. ``offset`` is the
-EPROCESS address as Volatility prints it (``Offset(V)`` of pslist/psscan: the 48-bit layer
-offset); ``address`` is the canonical kernel pointer.
+minimal, verdict, session, image_path, create_time, exit_time, threads, flags{…}, pages}]``.
+``image_path`` is what ``_EPROCESS.SeAuditProcessCreationInfo.ImageFileName`` names (``null``
+where the pointer is NULL); ``create_time`` and ``exit_time`` are UTC to the second (``null``:
+not exited). ``pages`` totals (``mapped, absent, zero_filled, readable``) count the process's own
+pages; ``shared`` counts the KUSER_SHARED_DATA page every process maps, whose region is listed
+with ``"shared": true``. ``offset`` is the EPROCESS address as Volatility prints it
+(``Offset(V)`` of pslist/psscan: the 48-bit layer offset); ``address`` is the canonical kernel
+pointer.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import tempfile
@@ -110,8 +114,15 @@ def _has_content(memory: GuestPhysicalMemory, pfn: int) -> bool:
     return memory.is_background(pfn)
 
 
+def _utc(moment: _dt.datetime) -> str:
+    """UTC to the second, ``Z`` suffix: the FILETIME's whole seconds, as Volatility shows them."""
+    return moment.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def build_truth(*, scenario: str, fmt: str, seed: int, memory: GuestPhysicalMemory,
-                kernel: KernelBuild, write_result, profile: str, dump_name: str) -> dict[str, Any]:
+                kernel: KernelBuild, write_result, profile: str, dump_name: str,
+                boot_time: _dt.datetime) -> dict[str, Any]:
+    boot = boot_time
     absent = _frame_ranges(write_result.absent_pfns)
     zero_filled = _frame_ranges(write_result.zero_filled_pfns)
     processes = []
@@ -136,6 +147,10 @@ def build_truth(*, scenario: str, fmt: str, seed: int, memory: GuestPhysicalMemo
             "verdict": verdict(spec.name, secure=built.secure,
                                secure_handle=built.secure_handle),
             "session": spec.session,
+            "image_path": built.audit_name or None,
+            "create_time": _utc(boot + _dt.timedelta(seconds=spec.created)),
+            "exit_time": (None if spec.exited is None
+                          else _utc(boot + _dt.timedelta(seconds=spec.exited))),
             "threads": len(built.threads),
             "dtb": built.dtb,
             "flags": {name: built.flags[name] for name in FLAG_NAMES},
