@@ -14,7 +14,8 @@ LAYOUT_19041 = KernelLayout(
     deep_freeze="Pcb.ProcessFlags.DeepFreeze", background="Flags.Background",
     subsystem_process="Flags3.SubsystemProcess", minimal="Flags3.Minimal",
     exit_status="ExitStatus", peb="Peb", affinity="Pcb.Affinity.Bitmap",
-    base_priority="Pcb.BasePriority")
+    base_priority="Pcb.BasePriority", create_time="CreateTime", exit_time="ExitTime",
+    image_path="SeAuditProcessCreationInfo.ImageFileName")
 # Windows 10 1607 (14393): SecurePid and TrustletIdentity instead of SecureState.
 LAYOUT_14393 = dataclasses.replace(LAYOUT_19041, secure_state=None, secure_pid="Pcb.SecurePid",
                                    trustlet_identity="TrustletIdentity")

@@ -12,6 +12,7 @@ at all. Unknown is an answer in its own right and is never turned into False.
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
 from dataclasses import dataclass, field, replace
 from typing import Mapping
@@ -31,8 +32,15 @@ VERDICTS = (SECURE, NORMAL, ENCLAVE_HOST, MASQUERADE)
 KNOWN_TRUSTLET_IMAGES = ("LsaIso.exe", "vmsp.exe", "BioIso.exe", "FsIso.exe")
 _KNOWN_TRUSTLET_KEYS = frozenset(name.lower() for name in KNOWN_TRUSTLET_IMAGES)
 
-# _EPROCESS.TrustletIdentity values (DESIGN §4; second-hand, so used only to annotate).
+# Trustlet IDs of the trustlets Windows 10 ships: Windows Internals, 7th edition, Part 1
+# (Yosifovich, Ionescu, Russinovich, Solomon), chapter 3, "Trustlets", the table of built-in
+# trustlets — 1 LsaIso.exe (Credential and Key Guard), 2 vmsp.exe (secure virtual machine worker,
+# vTPM), 3 vTPM key enrollment (no image named), 4 BioIso.exe (secure biometrics), 5 FsIso.exe
+# (secure frame server). Second-hand, so used to annotate and to infer, never as a reading.
 TRUSTLET_IDENTITIES = {1: "LsaIso", 2: "vmsp", 3: "vTPM enrollment", 4: "BioIso", 5: "FsIso"}
+TRUSTLET_IMAGE_IDS = {"lsaiso.exe": 1, "vmsp.exe": 2, "bioiso.exe": 4, "fsiso.exe": 5}
+READ = "read"
+INFERRED = "inferred"
 
 # SecureState: bit 0 SecureProcess, bit 1 Unused/TrustedApp; the rest is the secure handle.
 SECURE_PROCESS_BIT = 1 << 0
@@ -92,6 +100,9 @@ class KernelLayout:
     peb: str | None = None
     affinity: str | None = None
     base_priority: str | None = None
+    create_time: str | None = None
+    exit_time: str | None = None
+    image_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,9 @@ class ProcessFields:
     peb: int | None = None
     affinity: int | None = None
     base_priority: int | None = None
+    create_time: int | None = None  # FILETIME as stored; 0 = never set
+    exit_time: int | None = None
+    image_path: str | None = None  # the audit image name; None also where the pointer is NULL
     layout: KernelLayout = field(default_factory=KernelLayout)
     unreadable: frozenset[str] = frozenset()
 
@@ -198,6 +212,24 @@ class SecureInfo:
 
 
 @dataclass(frozen=True)
+class TrustletIdentity:
+    """A trustlet's identity and how it is known: ``read`` from ``_EPROCESS.TrustletIdentity``
+    (up to 1703), or ``inferred`` from the image path of a genuine trustlet (``source`` is then
+    that path). An inference is never presented as a reading."""
+
+    id: int
+    basis: str  # READ or INFERRED
+    source: str
+
+    @property
+    def name(self) -> str | None:
+        return TRUSTLET_IDENTITIES.get(self.id)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, "basis": self.basis, "source": self.source}
+
+
+@dataclass(frozen=True)
 class DerivedProcess:
     """Everything the plugins and reports say about one process."""
 
@@ -205,14 +237,24 @@ class DerivedProcess:
     secure: SecureInfo
     flags: ExtendedFlags
     protection_text: str | None
-    trustlet_id: int | None
+    trustlet_id: int | None  # as read; None where the build has no TrustletIdentity
     verdict: str | None  # None when the secure state is unknown
+    trustlet_identity: TrustletIdentity | None = None  # read, else inferred; None: unknown
+    implied_trustlet_id: int | None = None  # what a genuine trustlet image path implies
 
     pid = property(lambda self: self.fields.pid)
     ppid = property(lambda self: self.fields.ppid)
     name = property(lambda self: self.fields.name)
     offset = property(lambda self: self.fields.offset)
     linked = property(lambda self: self.fields.linked)
+    image_path = property(lambda self: self.fields.image_path)
+    create_time = property(lambda self: filetime_to_datetime(self.fields.create_time))
+    exit_time = property(lambda self: filetime_to_datetime(self.fields.exit_time))
+
+    @property
+    def exited(self) -> bool:
+        """An ExitTime is set: the process has exited (its EPROCESS lives on while referenced)."""
+        return self.exit_time is not None
 
     @property
     def minimal(self) -> bool | None:
@@ -330,9 +372,25 @@ def derive_flags(fields: ProcessFields, secure: SecureInfo | None = None) -> Ext
     return ExtendedFlags(tuple(states))
 
 
+def derive_trustlet_identity(fields: ProcessFields, secure: bool | None
+                             ) -> tuple[TrustletIdentity | None, int | None]:
+    """(identity, implied id). The identity is read where the build keeps TrustletIdentity;
+    elsewhere (1809+, or unreadable) a secure process whose image is a Windows trustlet in
+    ``\\Windows\\System32`` gets the id its image implies, labelled as inferred. Any other
+    image stays unknown (None)."""
+    implied = implied_trustlet_id(fields.image_path) if secure else None
+    if fields.layout.trustlet_identity is not None and fields.trustlet_identity is not None:
+        return TrustletIdentity(fields.trustlet_identity, READ, fields.layout.trustlet_identity), \
+            implied
+    if implied is not None:
+        return TrustletIdentity(implied, INFERRED, fields.image_path), implied
+    return None, implied
+
+
 def derive_process(fields: ProcessFields) -> DerivedProcess:
     secure = derive_secure(fields)
     trustlet_id = fields.trustlet_identity if fields.layout.trustlet_identity is not None else None
+    identity, implied = derive_trustlet_identity(fields, secure.secure)
     return DerivedProcess(
         fields=fields,
         secure=secure,
@@ -340,7 +398,82 @@ def derive_process(fields: ProcessFields) -> DerivedProcess:
         protection_text=derive_protection_text(fields.protection),
         trustlet_id=trustlet_id,
         verdict=derive_verdict(fields.name, secure.secure, secure.secure_handle),
+        trustlet_identity=identity,
+        implied_trustlet_id=implied,
     )
+
+
+# -- times ------------------------------------------------------------------------------------
+
+FILETIME_EPOCH = _dt.datetime(1601, 1, 1, tzinfo=_dt.timezone.utc)
+FILETIME_TICKS_PER_SECOND = 10_000_000  # a FILETIME counts 100 ns intervals
+
+
+def filetime_to_datetime(value: int | None) -> _dt.datetime | None:
+    """A FILETIME as UTC, to the whole second (as Volatility's ``wintime_to_datetime`` shows it);
+    None for 0 (never set, e.g. ExitTime of a running process) and for a value outside the
+    calendar (negative, or past year 9999: smear or tampering)."""
+    if not value or value < 0:
+        return None
+    try:
+        return FILETIME_EPOCH + _dt.timedelta(seconds=value // FILETIME_TICKS_PER_SECOND)
+    except OverflowError:
+        return None
+
+
+# -- image paths ------------------------------------------------------------------------------
+# SeAuditProcessCreationInfo.ImageFileName holds the NT device path of the process's image
+# (\Device\HarddiskVolume3\Windows\System32\lsass.exe); the minimal processes keep their bare
+# name there (Registry, MemCompression) and System none (DESIGN §4; windows.pstree's Audit).
+
+SYSTEM32 = ("windows", "system32")
+
+
+def is_file_path(path: str | None) -> bool:
+    """Whether the audit name is an NT path (not a minimal process's bare name)."""
+    return bool(path) and path.startswith("\\")
+
+
+def split_device(path: str) -> tuple[str, tuple[str, ...]]:
+    """``(device, components)`` of an NT path: ``\\Device\\HarddiskVolume3\\Windows\\x.exe`` →
+    ``("\\Device\\HarddiskVolume3", ("Windows", "x.exe"))``; a DOS-device path (``\\??\\C:\\…``)
+    keeps its drive as the device; ``\\SystemRoot`` stands for the system volume's Windows."""
+    parts = [part for part in path.split("\\")]
+    parts = parts[1:] if parts and parts[0] == "" else parts
+    lowered = [part.lower() for part in parts]
+    if len(parts) >= 2 and lowered[0] in ("device", "??", "global??"):
+        return "\\" + "\\".join(parts[:2]), tuple(parts[2:])
+    if parts and lowered[0] == "systemroot":
+        return "\\SystemRoot", ("Windows",) + tuple(parts[1:])
+    return "", tuple(parts)
+
+
+def image_file_name(path: str | None) -> str | None:
+    """The file name at the end of an image path."""
+    if not is_file_path(path):
+        return None
+    return path.rsplit("\\", 1)[-1] or None
+
+
+def in_system32(path: str | None) -> bool:
+    """The image lies under ``\\Windows\\System32\\`` of its volume (no ``.`` or ``..`` steps,
+    no empty components: the kernel records normalized paths)."""
+    if not is_file_path(path):
+        return False
+    device, parts = split_device(path)
+    if not device or len(parts) < 3 or any(p in ("", ".", "..") for p in parts):
+        return False
+    return tuple(part.lower() for part in parts[:2]) == SYSTEM32
+
+
+def implied_trustlet_id(path: str | None) -> int | None:
+    """The trustlet id a Windows trustlet image in System32 implies; None for any other image."""
+    if not in_system32(path):
+        return None
+    _device, parts = split_device(path)
+    if len(parts) != 3:  # directly in System32, where Windows installs its trustlets
+        return None
+    return TRUSTLET_IMAGE_IDS.get(parts[2].lower())
 
 
 BASIC_INFO_ATTRIBUTES: Mapping[str, str] = {

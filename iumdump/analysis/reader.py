@@ -28,7 +28,11 @@ ProgressCallback = Callable[[float, str], None] | None
 # Attributes of ProcessFields read with a plain integer conversion of the named member.
 _WORD_FIELDS = ("secure_pid", "trustlet_identity", "protected_process", "wow64_process",
                 "process_delete", "cross_session_create", "deep_freeze", "background",
-                "subsystem_process", "minimal", "exit_status", "peb", "base_priority")
+                "subsystem_process", "minimal", "exit_status", "peb", "base_priority",
+                "create_time", "exit_time")
+# The pointer to the audit image name (an _OBJECT_NAME_INFORMATION in pool), read with the
+# EPROCESS and followed afterwards.
+_IMAGE_NAME_POINTER = "image_name_pointer"
 
 
 def _resolve(context: interfaces.context.ContextInterface,
@@ -101,6 +105,14 @@ def _probe(context: interfaces.context.ContextInterface,
         found["affinity"] = (("Pcb.Affinity.Bitmap", "Pcb.Affinity.Bitmap")
                              if affinity.has_member("Bitmap") else ("Pcb.Affinity",) * 2)
     found["base_priority"] = pcb("BasePriority")
+    for attribute, name in (("create_time", "CreateTime"), ("exit_time", "ExitTime")):
+        # _LARGE_INTEGER: the FILETIME is its QuadPart.
+        time = _child(context, eprocess, name)
+        if time is not None:
+            found[attribute] = (name, f"{name}.QuadPart" if time.has_member("QuadPart") else name)
+    audit = _child(context, eprocess, "SeAuditProcessCreationInfo")
+    if audit is not None and audit.has_member("ImageFileName"):
+        found["image_path"] = ("SeAuditProcessCreationInfo.ImageFileName",) * 2
     layout = KernelLayout(**{k: v[0] for k, v in found.items() if v is not None})
     access = {k: v[1] for k, v in found.items() if v is not None}
     return layout, access
@@ -181,6 +193,42 @@ def read_name(proc) -> str:
                                    errors="replace")
 
 
+class _UnicodeStringReader:
+    """Reads the UNICODE_STRING of an _OBJECT_NAME_INFORMATION (the audit image name: pool
+    memory, so readable even for a trustlet), its members placed by the symbol table."""
+
+    def __init__(self, context, kernel_module_name: str) -> None:
+        kernel = context.modules[kernel_module_name]
+        name_info = kernel.get_type("_OBJECT_NAME_INFORMATION")
+        string = _resolve(context, name_info.child_template("Name"))
+        self._name = name_info.relative_child_offset("Name")
+        self._length = string.relative_child_offset("Length")
+        self._maximum = string.relative_child_offset("MaximumLength")
+        self._buffer = string.relative_child_offset("Buffer")
+        self._pointer_size = string.child_template("Buffer").size
+        self._size = string.size
+
+    def read(self, layer, address: int) -> str | None:
+        """The string, as Volatility's ``get_string`` gives it (UTF-16, undecodable units
+        replaced, cut at a NUL); None for an empty one. Raises InvalidAddressException for
+        memory the dump lacks and for a header no kernel writes (Length past MaximumLength,
+        or odd)."""
+        header = layer.read(address + self._name, self._size)
+        length = int.from_bytes(header[self._length:self._length + 2], "little")
+        maximum = int.from_bytes(header[self._maximum:self._maximum + 2], "little")
+        buffer = int.from_bytes(header[self._buffer:self._buffer + self._pointer_size],
+                                "little") & layer.address_mask
+        if length == 0:
+            return None
+        if length > maximum or length % 2 or not buffer:
+            raise exceptions.InvalidAddressException(
+                layer.name, address, f"implausible UNICODE_STRING at {address:#x}: Length "
+                f"{length}, MaximumLength {maximum}, Buffer {buffer:#x}")
+        text = layer.read(buffer, length).decode("utf-16-le", errors="replace")
+        end = text.find("\x00")
+        return (text if end < 0 else text[:end]) or None
+
+
 class ProcessReader:
     """Reads processes of one kernel: the symbol table is probed once, then each EPROCESS is read
     by the member names found. Construct one per kernel module and call it per process.
@@ -203,9 +251,17 @@ class ProcessReader:
         if "protection" in paths:
             paths["protection"] = "Protection.Level"
         paths.pop("trusted_app", None)  # a bit of the SecureState word, decoded by derive
+        if "image_path" in paths:
+            paths[_IMAGE_NAME_POINTER] = paths.pop("image_path")
         self._slots = {attribute: _locate(context, eprocess, path)
                        for attribute, path in paths.items()}
         self._span = max(slot.offset + slot.length for slot in self._slots.values())
+        self._strings = (_UnicodeStringReader(context, kernel_module_name)
+                         if "image_path" in self._access else None)
+
+    def _image_path(self, layer, pointer: int) -> str | None:
+        """The audit image name the pointer leads to; None where it is NULL (System)."""
+        return self._strings.read(layer, pointer) if pointer else None
 
     def __call__(self, proc: interfaces.objects.ObjectInterface, *,
                  linked: bool = True) -> ProcessFields:
@@ -220,7 +276,16 @@ class ProcessReader:
                                      for attribute, slot in self._slots.items()}
         name = self._slots["name"]
         values["name"] = _decode_name(data[name.offset:name.offset + name.length])
-        return ProcessFields(offset=proc.vol.offset, linked=linked, layout=self.layout, **values)
+        unreadable: set[str] = set()
+        if _IMAGE_NAME_POINTER in values:
+            pointer = values.pop(_IMAGE_NAME_POINTER)
+            try:
+                values["image_path"] = self._image_path(layer, pointer)
+            except exceptions.InvalidAddressException as excp:
+                vollog.debug(f"Process at {proc.vol.offset:#x}: audit image name: {excp}")
+                unreadable.add("image_path")
+        return ProcessFields(offset=proc.vol.offset, linked=linked, layout=self.layout,
+                             unreadable=frozenset(unreadable), **values)
 
     def read_fields(self, proc: interfaces.objects.ObjectInterface, *,
                     linked: bool = True) -> ProcessFields:
@@ -247,6 +312,10 @@ class ProcessReader:
         for attribute in _WORD_FIELDS:
             if attribute in access:
                 attempt(attribute, lambda path=access[attribute]: int(_member(proc, path)))
+        if "image_path" in access:
+            layer = self.context.layers[proc.vol.layer_name]
+            attempt("image_path", lambda: self._image_path(
+                layer, int(proc.SeAuditProcessCreationInfo.ImageFileName)))
         return ProcessFields(offset=proc.vol.offset, linked=linked, layout=self.layout,
                              unreadable=frozenset(unreadable), **values)
 

@@ -16,7 +16,9 @@ COMMON = dict(
     cross_session_create="Flags2.CrossSessionCreate", deep_freeze="Pcb.ProcessFlags.DeepFreeze",
     background="Flags.Background", subsystem_process="Flags3.SubsystemProcess",
     minimal="Flags3.Minimal", exit_status="ExitStatus", peb="Peb",
-    affinity="Pcb.Affinity.Bitmap", base_priority="Pcb.BasePriority")
+    affinity="Pcb.Affinity.Bitmap", base_priority="Pcb.BasePriority",
+    create_time="CreateTime", exit_time="ExitTime",
+    image_path="SeAuditProcessCreationInfo.ImageFileName")
 LAYOUTS = {
     "builtin": KernelLayout(secure_state="Pcb.SecureState", **COMMON),
     "19041": KernelLayout(secure_state="Pcb.SecureState", **COMMON),
