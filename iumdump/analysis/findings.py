@@ -25,7 +25,16 @@ trustlet-pages-not-captured    low       a secure process's mapped user pages ar
                                          whether VTL1 protected them
 secure-state-unknown           low       the secure state of a process could not be read
 partial-analysis               low       fields or page tables of a process could not be read
+secure-image-outside-system32  high      a secure process's image is not in \\Windows\\System32
+                                         of the system volume
+secure-process-exited          medium    a secure process has an ExitTime
+trustlet-identity-mismatch     medium    TrustletIdentity disagrees with the id its image implies
+exited-process                 low       a process in the active list has an ExitTime
 =============================  ========  ====================================================
+
+The image path (``SeAuditProcessCreationInfo.ImageFileName``) supports the verdicts: a masquerade
+says where its binary lives, a genuine trustlet's path is quoted as support, and a secure process
+run from anywhere but ``\\Windows\\System32`` of the volume the boot processes came from is high.
 
 Severity levels, lowest first:
 
@@ -37,19 +46,24 @@ Severity levels, lowest first:
 
 from __future__ import annotations
 
+import datetime as _dt
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from .derive import (
     ENCLAVE_HOST,
+    INFERRED,
     MASQUERADE,
     PREDATES_VBS,
     SECURE,
-    TRUSTLET_IDENTITIES,
     ControlGroup,
     DerivedProcess,
     ProcessPages,
+    in_system32,
+    is_file_path,
     is_known_trustlet_image,
+    split_device,
 )
 
 INFO, LOW, MEDIUM, HIGH = "info", "low", "medium", "high"
@@ -67,13 +81,21 @@ ENCLAVE_HOST_KIND = "enclave-host"
 UNLINKED_PROCESS = "unlinked-process"
 SECURE_STATE_UNKNOWN = "secure-state-unknown"
 PARTIAL_ANALYSIS = "partial-analysis"
+SECURE_IMAGE_OUTSIDE_SYSTEM32 = "secure-image-outside-system32"
+SECURE_PROCESS_EXITED = "secure-process-exited"
+TRUSTLET_IDENTITY_MISMATCH = "trustlet-identity-mismatch"
+EXITED_PROCESS = "exited-process"
 
 KINDS = (VBS_ACTIVE, CREDENTIAL_GUARD, TRUSTLET, TRUSTLET_PAGES_INACCESSIBLE,
-         TRUSTLET_PAGES_READABLE, MASQUERADE_KIND, ENCLAVE_HOST_KIND, UNLINKED_PROCESS,
+         TRUSTLET_PAGES_READABLE, MASQUERADE_KIND, SECURE_IMAGE_OUTSIDE_SYSTEM32, ENCLAVE_HOST_KIND,
+         UNLINKED_PROCESS, SECURE_PROCESS_EXITED, TRUSTLET_IDENTITY_MISMATCH, EXITED_PROCESS,
          TRUSTLET_PAGES_NOT_CAPTURED, SECURE_STATE_UNKNOWN, PARTIAL_ANALYSIS)
 _KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
 
 SECURE_SYSTEM = "Secure System"
+# Started by the kernel and smss from \Windows\System32 of the boot volume: where their images
+# live says which volume Windows booted from.
+BOOT_PROCESSES = ("smss.exe", "csrss.exe", "wininit.exe", "services.exe", "lsass.exe")
 # Enclave hosts Windows ships: System Guard Runtime Monitor Broker runs its monitor in a VBS
 # enclave. Another process holding an enclave is possible (third-party enclaves) but unusual.
 KNOWN_ENCLAVE_HOSTS = ("SgrmBroker.exe",)
@@ -136,11 +158,51 @@ def _not_secure_because(process: DerivedProcess) -> str:
     return f"{source} bit 0 is clear"
 
 
+def utc(moment: _dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _trustlet_label(process: DerivedProcess) -> str:
-    if process.trustlet_id is None:
+    identity = process.trustlet_identity
+    if identity is None:
         return ""
-    known = TRUSTLET_IDENTITIES.get(process.trustlet_id)
-    return f", trustlet identity {process.trustlet_id}" + (f" ({known})" if known else "")
+    known = f" ({identity.name})" if identity.name else ""
+    if identity.basis == INFERRED:
+        return (f", trustlet identity {identity.id}{known} inferred from its image path (this "
+                "build's EPROCESS does not store TrustletIdentity)")
+    return f", trustlet identity {identity.id}{known}"
+
+
+def _image_clause(process: DerivedProcess) -> str:
+    """Where the process's image lives, for a message."""
+    if process.image_path:
+        return f"Its image is {process.image_path}."
+    if "image_path" in process.fields.unreadable:
+        return "Its image path could not be read from the dump."
+    if process.fields.layout.image_path is None:
+        return ""
+    return "The kernel recorded no image path for it."
+
+
+def system_volume(processes: Sequence[DerivedProcess]) -> str | None:
+    """The device the boot processes' images live on (``\\Device\\HarddiskVolume3``), or None."""
+    devices = Counter(split_device(p.image_path)[0] for p in processes
+                      if (p.name or "").lower() in BOOT_PROCESSES and in_system32(p.image_path))
+    return devices.most_common(1)[0][0] if devices else None
+
+
+def _outside_system32(process: DerivedProcess, volume: str | None) -> str | None:
+    """Why a secure process's image is not where Windows installs trustlets, or None."""
+    path = process.image_path
+    if not is_file_path(path):
+        return None  # a minimal process's bare name (Secure System), or no path
+    if not in_system32(path):
+        return "not under \\Windows\\System32"
+    device = split_device(path)[0]
+    if volume and device.lower() != volume.lower() and device != "\\SystemRoot":
+        return (f"on {device}, not on {volume} where the boot processes (smss.exe, csrss.exe, "
+                "wininit.exe) were started from")
+    return None
 
 
 def vbs_findings(processes: Sequence[DerivedProcess]) -> list[Finding]:
@@ -165,9 +227,10 @@ def vbs_findings(processes: Sequence[DerivedProcess]) -> list[Finding]:
     return []
 
 
-def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProcess]
-                     ) -> list[Finding]:
-    """Findings about one process on its own (not its pages)."""
+def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProcess],
+                     volume: str | None = None) -> list[Finding]:
+    """Findings about one process on its own (not its pages). ``volume`` is the system volume
+    (:func:`system_volume`), against which a secure process's image is checked."""
     found: list[Finding] = []
     who = describe(process)
 
@@ -176,20 +239,30 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
 
     if process.verdict == MASQUERADE:
         real = genuine.get((process.name or "").lower())
-        also = (f" The genuine {real.name} in this dump is PID {real.pid}." if real is not None
-                else "")
+        also = (f" The genuine {real.name} in this dump is PID {real.pid}"
+                + (f", image {real.image_path}" if real.image_path else "") + "."
+                if real is not None else "")
+        where = _image_clause(process)
         add(MASQUERADE_KIND, HIGH,
             f"{who} carries the image name of a Windows trustlet but is not a secure process "
             f"({_not_secure_because(process)}): the real one runs in VTL1 as a trustlet. A normal "
-            f"process borrowing the name is a likely sign of masquerading; examine its image "
-            f"path, parent (PPID {process.ppid}) and threads.{also}")
+            f"process borrowing the name is a likely sign of masquerading; examine its image, "
+            f"parent (PPID {process.ppid}) and threads.{' ' + where if where else ''}{also}")
     elif _is_trustlet(process):
+        support = ""
+        if process.implied_trustlet_id is not None:
+            support = (f" Its image {process.image_path} is where Windows installs this "
+                       "trustlet.")
+        elif process.image_path:
+            support = f" Its image is {process.image_path}."
+        running = ("that ran in Virtual Trust Level 1 and has exited" if process.exited
+                   else "running in Virtual Trust Level 1")
         add(TRUSTLET, INFO,
-            f"{who} is a secure (IUM) process: a trustlet running in Virtual Trust Level 1"
+            f"{who} is a secure (IUM) process: a trustlet {running}"
             f"{_trustlet_label(process)}. Its user memory is protected by the hypervisor and "
             "cannot be read by VTL0, nor attached to or debugged; its kernel-side EPROCESS is in "
-            "the dump.")
-        if (process.name or "").lower() == "lsaiso.exe":
+            f"the dump.{support}")
+        if (process.name or "").lower() == "lsaiso.exe" and not process.exited:
             add(CREDENTIAL_GUARD, INFO,
                 f"{who} runs as a trustlet, so Credential Guard is active: the secrets it "
                 "isolates (NTLM password hashes, Kerberos ticket-granting tickets, saved domain "
@@ -216,13 +289,56 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
             f"{process.secure.source or 'no secure-state field in this build'}); the report "
             "cannot say whether it is a trustlet.")
 
+    if process.secure.secure:
+        outside = _outside_system32(process, volume)
+        if outside:
+            add(SECURE_IMAGE_OUTSIDE_SYSTEM32, HIGH,
+                f"{who} is a secure process whose image {process.image_path} is {outside}. "
+                "Windows installs its trustlets in \\Windows\\System32; a signed trustlet "
+                "binary run from elsewhere (an older, vulnerable version brought along, say) "
+                "still runs in VTL1. Acquire the file and compare it with the system's copy.")
+        if process.exited:
+            lost = (" Credential Guard is not isolating credentials since then: lsass.exe cannot "
+                    "reach its isolated secrets." if (process.name or "").lower() == "lsaiso.exe"
+                    else "")
+            add(SECURE_PROCESS_EXITED, MEDIUM,
+                f"{who} is a secure process that exited at {utc(process.exit_time)} (created "
+                f"{utc(process.create_time) if process.create_time else 'at an unreadable time'})"
+                f"; its EPROCESS is kept by a reference.{lost} Find out what ended it: a "
+                "trustlet exits with the feature it serves (vmsp.exe with its virtual machine), "
+                "or because it was stopped.")
+        identity = process.trustlet_identity
+        implied = process.implied_trustlet_id
+        if identity is not None and identity.basis != INFERRED and implied is not None \
+                and identity.id != implied:
+            add(TRUSTLET_IDENTITY_MISMATCH, MEDIUM,
+                f"{who} has TrustletIdentity {identity.id}, but its image "
+                f"{process.image_path} is the trustlet with identity {implied}. The Secure "
+                "Kernel checks the identity against the image's policy when it starts a "
+                "trustlet, so the EPROCESS was altered or is not what it seems.")
+    elif process.exited and process.linked:
+        add(EXITED_PROCESS, LOW,
+            f"{who} exited at {utc(process.exit_time)} but is still in the active process list: "
+            "its EPROCESS is kept by a reference (an open handle, often its parent's). Normal "
+            "for a moment after exit; a process that lingers long, or an ExitTime on a process "
+            "that still has threads, deserves a look.")
+
     if not process.linked:
         kind_of = {SECURE: "secure process", MASQUERADE: "process with a trustlet's name"}.get(
             process.verdict or "", "process")
+        if process.exited:
+            when = (f" Its ExitTime is {utc(process.exit_time)}: it has exited, so a freed "
+                    "EPROCESS not yet reused is the likely reading. Check its threads and "
+                    "handles.")
+        elif process.fields.layout.exit_time is not None and process.fields.exit_time == 0:
+            when = (" It has no ExitTime: a process that never exited is missing from the list, "
+                    "which points to unlinking. Check its threads and handles.")
+        else:
+            when = " Check its exit time, threads and handles."
         add(UNLINKED_PROCESS, MEDIUM,
             f"{who}, a {kind_of}, was found by pool scanning but is not in the active process "
             "list: either it has exited and its EPROCESS was not yet reused, or it was unlinked "
-            "to hide it (DKOM). Check its exit time, threads and handles.")
+            f"to hide it (DKOM).{when}")
     if process.partial:
         add(PARTIAL_ANALYSIS, LOW,
             f"Some fields of {who} could not be read from the dump "
@@ -315,9 +431,10 @@ def analyze(processes: Sequence[DerivedProcess],
     pages = dict(pages)
     genuine = {(p.name or "").lower(): p for p in processes
                if p.verdict == SECURE and is_known_trustlet_image(p.name)}
+    volume = system_volume(processes)
     found = vbs_findings(processes)
     for process in processes:
-        found += process_findings(process, genuine)
+        found += process_findings(process, genuine, volume)
         if process.offset in pages:
             found += page_findings(process, pages[process.offset], dump_format)
     return sorted(found, key=sort_key)
