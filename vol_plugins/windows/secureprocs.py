@@ -1,7 +1,7 @@
 """windows.secureprocs: which processes are secure (IUM), and what the dump says about each.
 
 Columns (DESIGN §5): PID, PPID, ImageFileName, Offset(V), Linked, Secure, SecureHandle,
-TrustletId, Protection, ExtendedFlags, Verdict.
+TrustletId, Protection, ExtendedFlags, Verdict, ImagePath.
 
 - Secure: ``_KPROCESS.SecureState`` bit 0 (1709+) or ``_KPROCESS.SecurePid != 0`` (1507–1703).
 - SecureHandle: the SecureState word with bits 0–1 cleared (SecurePid on old builds).
@@ -13,6 +13,14 @@ TrustletId, Protection, ExtendedFlags, Verdict.
   shows each flag, unknown ones as unavailable values.
 - Verdict: ``masquerade`` (LsaIso.exe, vmsp.exe, BioIso.exe or FsIso.exe on a process that is not
   secure) > ``secure`` > ``enclave-host`` (a secure handle without bit 0) > ``normal``.
+- ImagePath: ``_EPROCESS.SeAuditProcessCreationInfo.ImageFileName``, the NT device path of the
+  image (``\\Device\\HarddiskVolume3\\Windows\\System32\\LsaIso.exe``), read from pool memory, so
+  known for a trustlet too; minimal processes hold their bare name there, System nothing
+  (windows.pstree shows the same field as Audit).
+
+As a TimeLinerInterface, ``windows.timeliner`` gets the creation (Created) and exit (Modified, as
+windows.pslist gives it) of every secure, masquerading and enclave-host process, pool-scanned
+ones included, with the verdict, trustlet identity and image path in the description.
 
 Every field is read by name from the kernel's symbol table (iumdump.analysis.reader); a value
 the build cannot give (no such field) is NotAvailableValue, one whose memory cannot be read is
@@ -27,21 +35,36 @@ import logging
 from typing import Iterator, List
 
 from volatility3.framework import interfaces, renderers
+from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
+from volatility3.plugins import timeliner
 
 from iumdump.analysis import reader
-from iumdump.analysis.derive import DerivedProcess, derive_process, is_defined_protection
+from iumdump.analysis.derive import (
+    ENCLAVE_HOST,
+    INFERRED,
+    MASQUERADE,
+    SECURE,
+    DerivedProcess,
+    derive_process,
+    is_defined_protection,
+)
 
 vollog = logging.getLogger(__name__)
 
+# The verdicts whose processes go on the timeline (a normal process is windows.pslist's business).
+TIMELINE_VERDICTS = (SECURE, MASQUERADE, ENCLAVE_HOST)
 
-class SecureProcs(interfaces.plugins.PluginInterface):
+
+class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
     """Lists processes with their secure (IUM) state, trustlet identity, protection and verdict."""
 
     _required_framework_version = (2, 26, 0)
 
     # 1.0.0 - first release: the columns of DESIGN §5
-    _version = (1, 0, 0)
+    # 1.1.0 - ImagePath appended as the last column; TimeLinerInterface (creation and exit of
+    #         secure, masquerading and enclave-host processes)
+    _version = (1, 1, 0)
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
@@ -49,7 +72,11 @@ class SecureProcs(interfaces.plugins.PluginInterface):
             architectures=["Intel32", "Intel64"],
             pid_description="Process IDs to include (all other processes are excluded)",
             scan_description="Also list processes found only by pool scanning (Linked False)",
-        )
+        ) + [
+            requirements.VersionRequirement(
+                name="timeliner", component=timeliner.TimeLinerInterface, version=(1, 0, 0)
+            ),
+        ]
 
     @classmethod
     def list_secure_processes(
@@ -114,8 +141,41 @@ class SecureProcs(interfaces.plugins.PluginInterface):
                     self._value(process.protection_text, fields.reason("protection")),
                     format_hints.Hex(process.flags.value),
                     verdict,
+                    self._value(process.image_path, fields.reason("image_path")),
                 ),
             )
+
+    @staticmethod
+    def timeline_description(process: DerivedProcess) -> str:
+        """What a timeline line says about a process: who, its verdict, how it was found, its
+        trustlet identity (and whether read or inferred) and its image path."""
+        name = process.name if process.name is not None else "<unreadable name>"
+        parts = [f"Secure process: {process.pid} {name} ({process.offset:#x}) "
+                 f"verdict {process.verdict}"]
+        if not process.linked:
+            parts.append("unlinked (pool scan)")
+        identity = process.trustlet_identity
+        if identity is not None and process.secure.secure:
+            label = f"trustlet {identity.id}" + (f" {identity.name}" if identity.name else "")
+            parts.append(label + (" (inferred from image path)" if identity.basis == INFERRED
+                                  else ""))
+        if process.image_path:
+            parts.append(f"image {process.image_path}")
+        return ", ".join(parts)
+
+    def generate_timeline(self):
+        """(description, CREATED, CreateTime) and (description, MODIFIED, ExitTime) of every
+        secure, masquerading and enclave-host process, pool-scanned ones included."""
+        for process in self.list_secure_processes(
+            self.context, self.config["kernel"], scan=True, pids=self.config.get("pid", None)
+        ):
+            if process.verdict not in TIMELINE_VERDICTS:
+                continue
+            description = self.timeline_description(process)
+            if process.create_time is not None:
+                yield description, timeliner.TimeLinerType.CREATED, process.create_time
+            if process.exit_time is not None:
+                yield description, timeliner.TimeLinerType.MODIFIED, process.exit_time
 
     def run(self) -> renderers.TreeGrid:
         return renderers.TreeGrid(
@@ -131,6 +191,7 @@ class SecureProcs(interfaces.plugins.PluginInterface):
                 ("Protection", str),
                 ("ExtendedFlags", format_hints.Hex),
                 ("Verdict", str),
+                ("ImagePath", str),
             ],
             self._generator(),
         )
