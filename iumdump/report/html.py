@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from ..analysis.findings import SEVERITIES
 from .markdown import SEVERITY_NOTES
-from .model import FLAG_SHORT, Report, control_label, pages_sentence
+from .model import FLAG_SHORT, Report, control_label, pages_sentence, trustlet_id_text
 from .text import hex_or_dash, html_attribute as attr, html_text as text
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -281,7 +281,7 @@ def render(report: Report) -> str:
                '<th class="num">PID</th><th class="num">PPID</th><th>Name</th><th>Offset(V)</th>'
                '<th>Linked</th><th>Secure</th><th>SecureHandle</th><th class="num">TrustletId</th>'
                '<th>Protection</th><th>ExtendedFlags</th><th>Flags set</th><th>Verdict</th>'
-               '</tr></thead><tbody>')
+               '<th>Created</th><th>Exited</th><th>Image path</th></tr></thead><tbody>')
     for process in report.processes:
         verdict = process["verdict"] or "unknown"
         classes = f"v-{verdict}" + ("" if process["linked"] else " unlinked")
@@ -294,16 +294,21 @@ def render(report: Report) -> str:
             f'<td class="mono">{hex_or_dash(process["offset"])}</td>'
             f'<td>{_yes_no(process["linked"])}</td><td>{_yes_no(process["secure"])}</td>'
             f'<td class="mono">{hex_or_dash(process["secure_handle"])}</td>'
-            f'<td class="num">{"N/A" if process["trustlet_id"] is None else process["trustlet_id"]}</td>'
+            f'<td class="num">{text(trustlet_id_text(process))}</td>'
             f'<td>{text(process["protection"] or "unknown")}</td>'
             f'<td class="mono">{process["extended_flags"]:#010x}</td>'
             f'<td class="flags" title="{attr(sources)}">{_flags_cell(process)}</td>'
             f'<td class="verdict">{text(verdict)}'
-            f'{" (partial)" if process.get("partial") else ""}</td></tr>')
+            f'{" (partial)" if process.get("partial") else ""}</td>'
+            f'<td class="mono">{text(process.get("create_time") or "—")}</td>'
+            f'<td class="mono">{text(process.get("exit_time") or "—")}</td>'
+            f'<td class="mono">{text(process.get("image_path"))}</td></tr>')
     out.append('</tbody></table></div><p class="muted">Flags are the PROCESS_EXTENDED_BASIC_INFORMATION '
                'bits NtQueryInformationProcess would have returned; unknown ones cannot be derived '
                'from this build\'s EPROCESS. Hover a cell for the field each flag came from. '
-               'Italic rows were found only by pool scanning.</p></section>')
+               'Italic rows were found only by pool scanning. A TrustletId marked inferred is '
+               'the id the image path of a genuine Windows trustlet implies, where the build no '
+               'longer stores TrustletIdentity. Times are UTC.</p></section>')
 
     # Evidence
     build = kernel.get("build")

@@ -11,7 +11,7 @@ import os
 from typing import Any, Iterable
 
 from ..analysis.findings import SEVERITIES
-from .model import FLAG_SHORT, Report, control_label, pages_sentence
+from .model import FLAG_SHORT, Report, control_label, pages_sentence, trustlet_id_text
 from .text import hex_or_dash, markdown as md
 
 SEVERITY_NOTES = {
@@ -141,7 +141,7 @@ def render(report: Report) -> str:
             _pid(process["pid"]), _pid(process["ppid"]), md(process["name"]),
             hex_or_dash(process["offset"]), _yes_no(process["linked"]),
             _yes_no(process["secure"]), hex_or_dash(process["secure_handle"]),
-            "N/A" if process["trustlet_id"] is None else process["trustlet_id"],
+            trustlet_id_text(process),
             md(process["protection"] or "unknown"), f"{process['extended_flags']:#x}",
             flag_summary(process),
             (process["verdict"] or "unknown") + (" (partial)" if process.get("partial") else ""),
@@ -150,7 +150,18 @@ def render(report: Report) -> str:
                    "TrustletId", "Protection", "ExtendedFlags", "Flags set", "Verdict"], rows)
     out += ["", "Flags are the PROCESS_EXTENDED_BASIC_INFORMATION bits NtQueryInformationProcess "
             "would have returned; *unknown* ones cannot be derived from this build's EPROCESS "
-            "(the JSON report names the field each flag came from).", ""]
+            "(the JSON report names the field each flag came from). A TrustletId marked "
+            "*inferred* is the id the image path of a genuine Windows trustlet implies, where the "
+            "build no longer stores TrustletIdentity.", ""]
+
+    out += ["## Process images and times", ""]
+    out += _table(["PID", "Name", "Created (UTC)", "Exited (UTC)", "Image path"],
+                  [[_pid(p["pid"]), md(p["name"]), p.get("create_time") or "—",
+                    p.get("exit_time") or "—", md(p.get("image_path"))]
+                   for p in report.processes])
+    out += ["", "The image path is SeAuditProcessCreationInfo.ImageFileName as the kernel holds "
+            "it: the image's NT device path; minimal processes (Registry, MemCompression, Secure "
+            "System) keep their bare name there and System none.", ""]
 
     notes = analysis.get("notes", [])
     log = analysis.get("volatility_log", [])

@@ -34,6 +34,15 @@ FLAG_SHORT = {
 }
 
 
+def trustlet_id_text(process: Mapping[str, Any]) -> str:
+    """The TrustletId cell: as read, ``1 (inferred)`` where only the image path implies it, N/A
+    where neither."""
+    identity = process.get("trustlet_identity")
+    if identity and identity["basis"] == "inferred":
+        return f"{identity['id']} (inferred)"
+    return "N/A" if process["trustlet_id"] is None else str(process["trustlet_id"])
+
+
 def iso_time(value: datetime | float | None) -> str | None:
     """UTC, second precision, ``Z`` suffix: the form a case note wants."""
     if value is None:
@@ -61,6 +70,11 @@ def process_entry(process: DerivedProcess) -> dict[str, Any]:
         "secure": process.secure.secure,
         "secure_handle": process.secure.secure_handle,
         "trustlet_id": process.trustlet_id,
+        "trustlet_identity": (process.trustlet_identity.as_dict()
+                              if process.trustlet_identity else None),
+        "image_path": process.image_path,
+        "create_time": iso_time(process.create_time),
+        "exit_time": iso_time(process.exit_time),
         "protection": process.protection_text,
         "protection_level": fields.protection,
         "extended_flags": process.flags.value,
