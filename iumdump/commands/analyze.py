@@ -9,18 +9,20 @@ import time
 from pathlib import Path
 
 from ..errors import InvalidInputError
-from ..report import FILE_NAMES, FORMATS, Report, build_report, render, report_paths
+from ..report import (DEFAULT_FORMATS, FILE_NAMES, FORMATS, Report, build_report, render,
+                      report_paths)
 from ..report.atomic import check_targets, prepare_directory, write_reports
 from ..report.model import control_label
 from ..report.text import visible
 
 DESCRIPTION = """\
 Analyse a Windows memory dump in one pass: find every process (active list and pool scan),
-decide which are secure (IUM) trustlets, enclave hosts or masquerading, decode their protection
-and PROCESS_EXTENDED_BASIC_INFORMATION flags, and account for every user page of each secure
-process that the dump cannot show (absent, zero-filled) or, unexpectedly, can. Writes
-OUTDIR/report.json (schema: iumdump/data/report.schema.json), report.md and a self-contained
-report.html.
+decide which are secure (IUM) trustlets, enclave hosts or masquerading, read their image paths and
+creation and exit times, decode their protection and PROCESS_EXTENDED_BASIC_INFORMATION flags, and
+account for every user page of each secure process that the dump cannot show (absent, zero-filled)
+or, unexpectedly, can. Writes OUTDIR/report.json (schema: iumdump/data/report.schema.json),
+report.md and a self-contained report.html; on request (--format) a Sleuth Kit body file
+(report.body) and a CASE/UCO JSON-LD export (report.case.jsonld).
 
 The dump is opened read-only and its sha256 recorded in the report; reports are written to a
 temporary file and renamed, and an existing report is never overwritten without --force.
@@ -36,6 +38,8 @@ EPILOG = """\
 examples:
   iumdump analyze memory.dmp -s symbols -o case-1234
   iumdump analyze --offline --format json,md memory.raw -s /evidence/symbols
+  iumdump analyze memory.dmp -o case-1234 --format json,bodyfile,case
+  mactime -b case-1234/report.body -d -y        (the timeline, with the findings in it)
   vol -p "$(iumdump plugins)" -f memory.dmp windows.secureprocs   (the same checks as plugins)"""
 
 
@@ -52,11 +56,12 @@ def parse_formats(value: str) -> tuple[str, ...]:
         item = item.strip().lower()
         if not item:
             continue
-        if item not in FORMATS:
+        if item not in FORMATS + ("all",):
             raise argparse.ArgumentTypeError(
-                f"unknown report format {item!r}; choose from {', '.join(FORMATS)}")
-        if item not in chosen:
-            chosen.append(item)
+                f"unknown report format {item!r}; choose from {', '.join(FORMATS)} or all")
+        for fmt in FORMATS if item == "all" else (item,):
+            if fmt not in chosen:
+                chosen.append(fmt)
     if not chosen:
         raise argparse.ArgumentTypeError("no report format given")
     return tuple(chosen)
@@ -80,8 +85,12 @@ def add_options(parser: argparse.ArgumentParser, *, output_help: str | None = No
                         help=output_help or "directory for the reports (created if missing; "
                              "default: ./iumdump-<dump name>)")
     parser.add_argument("--format", dest="formats", metavar="LIST", type=parse_formats,
-                        default=FORMATS,
-                        help="comma-separated report formats: json, md, html (default: all)")
+                        default=DEFAULT_FORMATS,
+                        help="comma-separated report formats: json, md, html (the default), "
+                             "and the exports bodyfile (report.body: a Sleuth Kit body file of "
+                             "the secure processes' creation and exit and of the findings, for "
+                             "mactime or plaso) and case (report.case.jsonld: CASE/UCO JSON-LD "
+                             "for case tools); all for every one")
     parser.add_argument("--offline", action="store_true",
                         help="never let Volatility download symbols; fail with a message saying "
                              "which symbol table to supply instead")
@@ -110,7 +119,7 @@ def _check_output(dump: str, out_dir: Path, formats: tuple[str, ...], force: boo
 
 
 def analyze(dump: str, *, symbol_dirs: list[str] | tuple[str, ...] = (), offline: bool = False,
-            quiet: bool = False, formats: tuple[str, ...] = FORMATS) -> Report:
+            quiet: bool = False, formats: tuple[str, ...] = DEFAULT_FORMATS) -> Report:
     """Run every check on ``dump`` with one Volatility context and return the report."""
     from ..analysis import findings as findings_module
     from ..analysis import session as engine

@@ -58,7 +58,7 @@ def _run(args) -> int:
     say("")
     say(f"Analysing it: iumdump analyze {shlex.quote(str(result.dump_path))} -s "
         f"{shlex.quote(str(result.symbols_dir))} -o {shlex.quote(str(out_dir))} --offline")
-    formats = analyze_command.FORMATS
+    formats = analyze_command.DEFAULT_FORMATS
     paths = analyze_command.report_paths(out_dir, formats)
     report = analyze_command.analyze(str(result.dump_path), symbol_dirs=[str(result.symbols_dir)],
                                      offline=True, quiet=args.quiet, formats=formats)
@@ -68,4 +68,8 @@ def _run(args) -> int:
     say("Open the HTML report in a browser; the same checks run as Volatility 3 plugins:")
     say(f"  vol -p \"$(iumdump plugins)\" -f {shlex.quote(str(result.dump_path))} "
         f"-s {shlex.quote(str(result.symbols_dir))} windows.secureprocs")
+    say("and the exports for timeline and case tools (a Sleuth Kit body file, CASE/UCO JSON-LD):")
+    say(f"  iumdump analyze {shlex.quote(str(result.dump_path))} -s "
+        f"{shlex.quote(str(result.symbols_dir))} -o {shlex.quote(str(out_dir))} --offline "
+        "--format bodyfile,case")
     return 0
