@@ -52,6 +52,22 @@ def analyzed(request, synth_dump, tmp_path_factory):
     return result, report, out, stdout
 
 
+def expected_identity(process: dict, kernel: dict) -> dict | None:
+    """Read where the build keeps TrustletIdentity; else inferred for a trustlet whose image is
+    the Windows one in System32 (issue 13), from the identity the scenario gave it."""
+    names = {1: "LsaIso", 2: "vmsp", 3: "vTPM enrollment", 4: "BioIso", 5: "FsIso"}
+    if kernel["has_trustlet_identity"]:
+        value = process["trustlet_id"]
+        return {"id": value, "name": names.get(value), "basis": "read",
+                "source": "TrustletIdentity"}
+    path = process["image_path"] or ""
+    if process["secure"] and process["scenario_trustlet_id"] and path.lower() == \
+            f"\\device\\harddiskvolume3\\windows\\system32\\{process['name'].lower()}":
+        value = process["scenario_trustlet_id"]
+        return {"id": value, "name": names[value], "basis": "inferred", "source": path}
+    return None
+
+
 def expected_findings(truth: dict) -> set[tuple[str, int]]:
     """The findings DESIGN §5 implies for what the emulator built: a trustlet's missing pages
     are VTL1's doing only where the normal processes' pages are in the dump."""
@@ -78,6 +94,14 @@ def expected_findings(truth: dict) -> set[tuple[str, int]]:
             expected.add(("trustlet-pages-readable" if p["pages"]["readable"]
                           else "trustlet-pages-not-captured" if captured is False
                           else "trustlet-pages-inaccessible", pid))
+        # Issue 13: exits and where a secure process's image lives.
+        if p["secure"] and p["exit_time"]:
+            expected.add(("secure-process-exited", pid))
+        elif p["linked"] and p["exit_time"]:
+            expected.add(("exited-process", pid))
+        if p["secure"] and (p["image_path"] or "").startswith("\\") and not p[
+                "image_path"].lower().startswith("\\device\\harddiskvolume3\\windows\\system32\\"):
+            expected.add(("secure-image-outside-system32", pid))
     return expected
 
 
@@ -126,6 +150,9 @@ def test_processes_match_truth(analyzed):
             (truth["protection"], truth["protection_text"])
         assert got["verdict"] == truth["verdict"], truth["name"]
         assert got["flags"] == truth["flags"], truth["name"]
+        assert (got["image_path"], got["create_time"], got["exit_time"]) == \
+            (truth["image_path"], truth["create_time"], truth["exit_time"]), truth["name"]
+        assert got["trustlet_identity"] == expected_identity(truth, result.truth["kernel"])
         assert got["minimal"] == truth["minimal"]
         assert got["partial"] is False
 

@@ -250,7 +250,7 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
             f"parent (PPID {process.ppid}) and threads.{' ' + where if where else ''}{also}")
     elif _is_trustlet(process):
         support = ""
-        if process.implied_trustlet_id is not None:
+        if process.implied_trustlet_id is not None and not _outside_system32(process, volume):
             support = (f" Its image {process.image_path} is where Windows installs this "
                        "trustlet.")
         elif process.image_path:

@@ -1,7 +1,7 @@
-"""Forensic reports of ``iumdump analyze``: the report as data (:mod:`.model`) and its renderings —
-report.json (:mod:`.jsonreport`, with a JSON Schema), report.md (:mod:`.markdown`) and a
-self-contained report.html (:mod:`.html`) — and its exports for other tools: a Sleuth Kit body
-file (:mod:`.bodyfile`) and CASE/UCO JSON-LD (:mod:`.case`); all written atomically
+"""Forensic reports of ``iumdump analyze``: the report as data (:mod:`.model`) and its
+renderings — report.json (:mod:`.jsonreport`, with a JSON Schema), report.md (:mod:`.markdown`)
+and a self-contained report.html (:mod:`.html`) — and its exports for other tools: a Sleuth Kit
+body file (:mod:`.bodyfile`) and CASE/UCO JSON-LD (:mod:`.case`); all written atomically
 (:mod:`.atomic`)."""
 
 from __future__ import annotations

@@ -30,19 +30,18 @@ a line.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from .model import Report
+from .text import hidden_escape
 
 MD5_NONE = "0"
 MODE_NO_FILE_TYPE = "-/----------"
 NO_TIME = 0
 TIMELINE_VERDICTS = ("secure", "masquerade", "enclave-host")
 EXIT_FINDINGS = ("secure-process-exited", "exited-process")
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -63,20 +62,10 @@ class BodyLine:
 
 
 def escape_name(text: str) -> str:
-    """A name that is one field of one line, readable as written and decoded back by mactime."""
-    out = []
-    for char in text:
-        code = ord(char)
-        if char == "%":
-            out.append("%25")
-        elif char == "|":
-            out.append("%7C")
-        elif unicodedata.category(char) in _HIDDEN_CATEGORIES:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
-                       else f"\\U{code:08x}")
-        else:
-            out.append(char)
-    return "".join(out)
+    """A name that is one field of one line, readable as written and decoded back by mactime
+    (backslashes stay single: NT paths read as paths)."""
+    percent = {"%": "%25", "|": "%7C"}
+    return "".join(percent.get(char) or hidden_escape(char) or char for char in text)
 
 
 def unix_seconds(iso: str | None) -> int | None:

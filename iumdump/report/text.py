@@ -17,20 +17,26 @@ _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _MARKDOWN_SPECIAL = frozenset("\\`*_[]<>|~&")
 
 
+def hidden_escape(char: str) -> str | None:
+    """The visible escape of a character that would not show as itself (``\\x07``,
+    ``\\u202e``), or None for one that does."""
+    if unicodedata.category(char) not in _HIDDEN_CATEGORIES:
+        return None
+    code = ord(char)
+    return (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+            else f"\\U{code:08x}")
+
+
 def visible(text: object) -> str:
     """``text`` with a backslash escape for each character that would not show as itself."""
     if text is None:
         return "—"
     out = []
     for char in str(text):
-        code = ord(char)
         if char == "\\":
             out.append("\\\\")
-        elif unicodedata.category(char) in _HIDDEN_CATEGORIES:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
-                       else f"\\U{code:08x}")
         else:
-            out.append(char)
+            out.append(hidden_escape(char) or char)
     return "".join(out)
 
 

@@ -14,8 +14,11 @@ user pages what became of each page in *this* dump:
 Keys (stable; other engineers' tests read them): ``scenario, format, seed, memory_size, dump,
 kernel{build, pdb_guid, pdb_age, base, kernel_virtual_offset, dtb, profile, has_secure_state,
 has_trustlet_identity}, processes[{pid, ppid, name, image_name, offset, address,
-physical_offset, linked, secure, secure_handle, trustlet_id, protection, protection_text,
-minimal, verdict, session, image_path, create_time, exit_time, threads, flags{…}, pages}]``.
+physical_offset, linked, secure, secure_handle, trustlet_id, scenario_trustlet_id, protection,
+protection_text, minimal, verdict, session, image_path, create_time, exit_time, threads,
+flags{…}, pages}]``.
+``trustlet_id`` is what TrustletIdentity holds (``null`` where the build has no such field);
+``scenario_trustlet_id`` the identity the scenario gave a trustlet, stored or not.
 ``image_path`` is what ``_EPROCESS.SeAuditProcessCreationInfo.ImageFileName`` names (``null``
 where the pointer is NULL); ``create_time`` and ``exit_time`` are UTC to the second (``null``:
 not exited). ``pages`` totals (``mapped, absent, zero_filled, readable``) count the process's own
@@ -141,6 +144,7 @@ def build_truth(*, scenario: str, fmt: str, seed: int, memory: GuestPhysicalMemo
             "secure": built.secure,
             "secure_handle": built.secure_handle,
             "trustlet_id": built.trustlet_id,
+            "scenario_trustlet_id": spec.trustlet_id,
             "protection": spec.protection,
             "protection_text": protection_text(spec.protection),
             "minimal": spec.kind == "minimal",

@@ -296,3 +296,98 @@ class TestControlGroup:
         assert not is_control_candidate(derive_process(fields(linked=False)))
         assert not is_control_candidate(derive_process(fields(secure_state=0x1001)))
         assert not is_control_candidate(derive_process(fields(name="LsaIso.exe")))
+
+
+class TestTimes:
+    """Issue 13: CreateTime and ExitTime are FILETIMEs (100 ns since 1601-01-01 UTC)."""
+
+    def test_filetime_to_utc_to_the_second(self):
+        import datetime
+
+        from iumdump.analysis.derive import filetime_to_datetime
+
+        # 2024-05-14 08:02:15.3 UTC: 11644473600 s from 1601 to 1970, then Unix time.
+        value = (11_644_473_600 + 1_715_673_735) * 10_000_000 + 3_000_000
+        assert filetime_to_datetime(value) == datetime.datetime(
+            2024, 5, 14, 8, 2, 15, tzinfo=datetime.timezone.utc)
+        assert filetime_to_datetime(0) is None  # never set: a running process's ExitTime
+        assert filetime_to_datetime(None) is None
+        assert filetime_to_datetime(-5) is None
+        assert filetime_to_datetime(2**63 - 1) is None  # past year 9999: smear or tampering
+
+    def test_exited_follows_exit_time(self):
+        running = derive_process(fields(create_time=133_600_000_000_000_000, exit_time=0))
+        gone = derive_process(fields(create_time=133_600_000_000_000_000,
+                                     exit_time=133_600_000_100_000_000))
+        assert (running.exited, running.exit_time) == (False, None)
+        assert gone.exited and gone.exit_time > gone.create_time
+
+
+class TestImagePaths:
+    """SeAuditProcessCreationInfo.ImageFileName: NT device paths, bare names, none."""
+
+    SYSTEM32 = "\\Device\\HarddiskVolume3\\Windows\\System32\\"
+
+    @pytest.mark.parametrize("path,file_path,under", [
+        ("\\Device\\HarddiskVolume3\\Windows\\System32\\LsaIso.exe", True, True),
+        ("\\Device\\HarddiskVolume1\\WINDOWS\\system32\\lsass.exe", True, True),
+        ("\\??\\C:\\Windows\\System32\\vmsp.exe", True, True),
+        ("\\SystemRoot\\System32\\smss.exe", True, True),
+        ("\\Device\\HarddiskVolume3\\Windows\\System32\\lxss\\tools\\init", True, True),
+        ("\\Device\\HarddiskVolume3\\Users\\Public\\LsaIso.exe", True, False),
+        ("\\Device\\HarddiskVolume3\\Windows\\System32\\..\\..\\Temp\\x.exe", True, False),
+        ("\\Device\\Mup\\server\\share\\Windows\\System32\\LsaIso.exe", True, False),
+        ("\\Windows\\System32\\LsaIso.exe", True, False),  # no device: not what the kernel keeps
+        ("Registry", False, False),
+        ("", False, False),
+        (None, False, False),
+    ])
+    def test_system32(self, path, file_path, under):
+        from iumdump.analysis.derive import in_system32, is_file_path
+
+        assert is_file_path(path) is file_path
+        assert in_system32(path) is under
+
+    @pytest.mark.parametrize("name,expected", [
+        ("LsaIso.exe", 1), ("vmsp.exe", 2), ("BIOISO.EXE", 4), ("FsIso.exe", 5),
+        ("lsass.exe", None), ("SgrmBroker.exe", None)])
+    def test_implied_trustlet_ids(self, name, expected):
+        from iumdump.analysis.derive import implied_trustlet_id
+
+        assert implied_trustlet_id(self.SYSTEM32 + name) == expected
+        # Anywhere else the image says nothing about the identity.
+        assert implied_trustlet_id(f"\\Device\\HarddiskVolume3\\Temp\\{name}") is None
+        assert implied_trustlet_id(self.SYSTEM32 + "sub\\" + name) is None
+
+
+class TestTrustletIdentity:
+    """Read where the build keeps TrustletIdentity; inferred from a genuine image elsewhere."""
+
+    LSAISO = "\\Device\\HarddiskVolume3\\Windows\\System32\\LsaIso.exe"
+
+    def test_inferred_on_a_build_without_trustlet_identity(self):
+        process = derive_process(fields(secure_state=0xE8D6_EEC1, name="LsaIso.exe",
+                                        image_path=self.LSAISO))
+        assert process.trustlet_id is None  # nothing was read: the column stays N/A
+        identity = process.trustlet_identity
+        assert (identity.id, identity.name, identity.basis, identity.source) == \
+            (1, "LsaIso", "inferred", self.LSAISO)
+
+    def test_read_where_the_build_has_it(self):
+        process = derive_process(fields(LAYOUT_14393, secure_pid=0x1234, trustlet_identity=1,
+                                        name="LsaIso.exe", image_path=self.LSAISO))
+        identity = process.trustlet_identity
+        assert (process.trustlet_id, identity.id, identity.basis, identity.source) == \
+            (1, 1, "read", "TrustletIdentity")
+        assert process.implied_trustlet_id == 1
+
+    @pytest.mark.parametrize("values", [
+        dict(secure_state=0xE8D6_EEC1, name="FsIso.exe",
+             image_path="\\Device\\HarddiskVolume3\\ProgramData\\Cache\\FsIso.exe"),
+        dict(secure_state=0xE8D6_EEC1, name="NewIso.exe",
+             image_path="\\Device\\HarddiskVolume3\\Windows\\System32\\NewIso.exe"),
+        dict(secure_state=0xE8D6_EEC1, name="LsaIso.exe"),  # no path read
+        dict(secure_state=0, name="LsaIso.exe", image_path=LSAISO),  # not secure
+    ])
+    def test_unknown_images_stay_unknown(self, values):
+        assert derive_process(fields(**values)).trustlet_identity is None

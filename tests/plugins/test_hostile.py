@@ -297,3 +297,29 @@ def test_unreadable_dtb_and_vad_root_give_partial_rows(patch, run):
     # Every mapped page still has a row: the trustlet's own, and the shared user data page.
     assert sum(row["Pages"] for row in rows) == \
         trustlet["pages"]["mapped"] + trustlet["pages"]["shared"]
+
+
+@pytest.mark.parametrize("damage", ["unmapped-pointer", "length-past-maximum", "odd-length"])
+def test_a_broken_audit_image_name_is_unreadable_not_fatal(patch, run, damage):
+    """Issue 13: SeAuditProcessCreationInfo.ImageFileName leads into pool memory the dump may
+    lack or that smear left implausible (a UNICODE_STRING whose Length exceeds its
+    MaximumLength, or is odd): ImagePath is UnreadableValue, the row and the others stay."""
+    dump = patch()
+    lsaiso = next(p for p in dump.original.truth["processes"] if p["name"] == "LsaIso.exe")
+    pointer_va, _ = dump.field(lsaiso["pid"], "SeAuditProcessCreationInfo.ImageFileName")
+    if damage == "unmapped-pointer":
+        dump.write_field(lsaiso["pid"], "SeAuditProcessCreationInfo.ImageFileName",
+                         0xFFFF_F6FB_0000_0000)
+    else:
+        (name_info,) = struct.unpack("<Q", dump.kernel_layer.read(pointer_va & 0xFFFF_FFFF_FFFF,
+                                                                  8))
+        length = dump.symbols.member("_UNICODE_STRING", "Length").offset
+        (size,) = struct.unpack("<H", dump.kernel_layer.read(
+            (name_info & 0xFFFF_FFFF_FFFF) + length, 2))
+        bad = size + 0x40 if damage == "length-past-maximum" else size - 1
+        dump.write_virtual((name_info & 0xFFFF_FFFF_FFFF) + length, struct.pack("<H", bad))
+    rows = {row["PID"]: row for row in run(dump.result, "secureprocs")}
+    assert isinstance(rows[lsaiso["pid"]]["ImagePath"], renderers.UnreadableValue)
+    assert rows[lsaiso["pid"]]["Verdict"] == "secure"
+    others = [p for p in linked(dump.original.truth) if p["pid"] != lsaiso["pid"]]
+    assert all(rows[p["pid"]]["ImagePath"] == p["image_path"] for p in others if p["image_path"])

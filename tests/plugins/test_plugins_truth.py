@@ -87,6 +87,46 @@ def test_secureprocs_rows_equal_truth(dump, run):
             protection_text(process["protection"])
         assert row["ExtendedFlags"] == flags_word(process["flags"])
         assert row["Verdict"] == process["verdict"], process["name"]
+        if process["image_path"] is None:  # System: the kernel records none
+            assert isinstance(row["ImagePath"], renderers.NotAvailableValue)
+        else:
+            assert row["ImagePath"] == process["image_path"], process["name"]
+    assert list(rows[4]) == ["PID", "PPID", "ImageFileName", "Offset(V)", "Linked", "Secure",
+                             "SecureHandle", "TrustletId", "Protection", "ExtendedFlags",
+                             "Verdict", "ImagePath"]
+
+
+def _utc(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_secureprocs_timeline_through_the_api(dump, plugin_session, plugin_classes):
+    """generate_timeline (Volatility's TimeLinerInterface) gives the creation (CREATED) and exit
+    (MODIFIED) of every secure, masquerading and enclave-host process, pool-scanned ones too,
+    with the verdict and image path in the description."""
+    from volatility3.plugins import timeliner
+
+    plugin = plugin_session(dump).plugin(plugin_classes["secureprocs"])
+    assert isinstance(plugin, timeliner.TimeLinerInterface)
+    events = {}
+    for description, kind, moment in plugin.generate_timeline():
+        assert moment.tzinfo is not None
+        events.setdefault(description, {})[kind] = _utc(moment)
+    expected = [p for p in dump.truth["processes"]
+                if p["verdict"] in ("secure", "masquerade", "enclave-host")]
+    assert len(events) == len(expected)
+    for process in expected:
+        description = next(d for d in events
+                           if d.startswith(f"Secure process: {process['pid']} {process['name']} "
+                                           f"({process['address'] & 0xFFFF_FFFF_FFFF:#x})"))
+        assert f"verdict {process['verdict']}" in description
+        assert ("unlinked" in description) is (not process["linked"])
+        if process["image_path"]:
+            assert description.endswith(f"image {process['image_path']}")
+        times = {timeliner.TimeLinerType.CREATED: process["create_time"]}
+        if process["exit_time"]:
+            times[timeliner.TimeLinerType.MODIFIED] = process["exit_time"]
+        assert events[description] == times, process["name"]
 
 
 @pytest.mark.parametrize("dump", [m for m in MATRIX if m[0] == "adversarial"],

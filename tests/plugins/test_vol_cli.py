@@ -95,3 +95,45 @@ def test_trustletpages_on_a_live_kernel_dump_says_not_captured(synth_dump, vol_c
     (shared,) = [row for row in rows if row["Verdict"] == "shared-user-data"]
     assert (shared["Start"], shared["Pages"], shared["Readable"]) == (0x7FFE0000, 1, 1)
     assert all(row["Readable"] == 0 for row in rows if row is not shared)
+
+
+def test_timeliner_places_the_secure_processes(synth_dump, vol_cache_dir, tmp_path):
+    """``vol … timeliner`` runs windows.secureprocs as a TimeLinerInterface: each secure,
+    masquerading and enclave-host process is one line, created and (where it exited) modified
+    at its CreateTime and ExitTime.
+
+    The times are read from timeliner's own body file: in Volatility 2.28.2 the rows of the
+    timeliner's table carry the times of another item of the same plugin (timeliner.py builds
+    each row from the ``times`` left over from the loop before), while the body file is written
+    from each item's own times."""
+    dump = synth_dump("adversarial", "crash-bitmap", "builtin")
+    command = [str(VOL), "-q", "--offline", "--cache-path", str(vol_cache_dir),
+               "-o", str(tmp_path), "-p", str(plugin_directory()), "-f", str(dump.dump_path),
+               "-s", str(dump.symbols_dir), "-r", "json", "timeliner",
+               "--plugin-filter", "SecureProcs", "--create-bodyfile"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    listed = {row["Description"] for row in json.loads(done.stdout)
+              if row["Plugin"] == "SecureProcs"}
+    body = {}
+    for line in (tmp_path / "volatility.body").read_text().splitlines():
+        fields = line.split("|")
+        assert len(fields) == 11, line
+        body[fields[1].removeprefix("SecureProcs - ")] = (int(fields[8]), int(fields[10]))
+    expected = [p for p in dump.truth["processes"]
+                if p["verdict"] in ("secure", "masquerade", "enclave-host")]
+    assert len(listed) == len(body) == len(expected)
+    assert listed == set(body)
+    for process in expected:
+        description = next(d for d in listed if d.startswith(
+            f"Secure process: {process['pid']} {process['name']} ("))
+        assert f"verdict {process['verdict']}" in description
+        modified, created = body[description]
+        assert created == _unix(process["create_time"])
+        assert modified == (_unix(process["exit_time"]) if process["exit_time"] else 0)
+
+
+def _unix(iso: str) -> int:
+    import datetime
+
+    return int(datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())

@@ -3,6 +3,10 @@ reports, so their rules and renderings can be tested one case at a time."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+from pathlib import Path
 from typing import Any
 
 from iumdump.analysis.derive import (DerivedProcess, ProcessFields, ProcessPages,
@@ -68,3 +72,16 @@ def make_report(procs: list[DerivedProcess], accounting: dict[int, ProcessPages]
         processes=procs, pages=accounting, findings=find(procs, accounting, dump_format),
         started=1_700_000_000.0, finished=1_700_000_002.5, notes=notes,
         options={"offline": True, "symbol_dirs": [], "formats": ["json", "md", "html"]})
+
+
+def analyze_dump(result, out: Path, formats: str) -> dict[str, Any]:
+    """``iumdump analyze`` of a synthesized dump into ``out`` with ``--format formats`` (json
+    among them), as a user runs it; returns report.json."""
+    from iumdump import cli
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(["analyze", str(result.dump_path), "-s", str(result.symbols_dir), "-o",
+                         str(out), "--offline", "-q", "--format", formats])
+    assert (code, stderr.getvalue()) == (0, "")
+    return json.loads((out / "report.json").read_text())

@@ -240,3 +240,132 @@ def test_a_kernel_that_predates_vbs_names_the_masquerade_and_not_an_unknown_stat
     found = analyze([fake], {}, "crash-bitmap")
     assert kinds(found) == {(MASQUERADE_KIND, 612)}
     assert "the kernel predates VBS" in found[0].message
+
+
+# -- issue 13: image paths and times -----------------------------------------------------------
+
+SYSTEM32 = "\\Device\\HarddiskVolume3\\Windows\\System32\\"
+BOOT = (11_644_473_600 + 1_715_673_731) * 10_000_000  # 2024-05-14 08:02:11 UTC
+SECOND = 10_000_000
+
+
+def with_paths() -> list:
+    """The credential-guard machine with the image paths and times the kernel records."""
+    procs, _ = credential_guard_machine()
+    return [dataclasses.replace(p, fields=dataclasses.replace(
+        p.fields, image_path=(None if p.name == "System" else p.name if p.minimal
+                              else SYSTEM32 + p.name),
+        create_time=BOOT + p.pid * SECOND, exit_time=0)) for p in procs] + [
+        process("smss.exe", 392, image_path=SYSTEM32 + "smss.exe", create_time=BOOT,
+                exit_time=0)]
+
+
+def rederive(proc):
+    return derive_process(proc.fields)
+
+
+def test_genuine_trustlet_path_is_support_and_identity_inferred():
+    found = analyze([rederive(p) for p in with_paths()], {}, "crash-bitmap")
+    trustlet = next(f for f in found if (f.kind, f.pid) == (TRUSTLET, 712))
+    assert ("trustlet identity 1 (LsaIso) inferred from its image path (this build's EPROCESS "
+            "does not store TrustletIdentity)") in trustlet.message
+    assert f"Its image {SYSTEM32}LsaIso.exe is where Windows installs this trustlet." \
+        in trustlet.message
+    assert {f.severity for f in found} == {INFO}
+
+
+def test_masquerade_says_where_its_binary_lives():
+    procs = [rederive(p) for p in with_paths()]
+    procs.append(process("LsaIso.exe", 6240, ppid=4420,
+                         image_path="\\Device\\HarddiskVolume3\\Users\\Public\\LsaIso.exe"))
+    masquerade = analyze(procs, {}, "raw")[0]
+    assert masquerade.kind == MASQUERADE_KIND
+    assert "Its image is \\Device\\HarddiskVolume3\\Users\\Public\\LsaIso.exe." \
+        in masquerade.message
+    assert f"The genuine LsaIso.exe in this dump is PID 712, image {SYSTEM32}LsaIso.exe." \
+        in masquerade.message
+
+
+@pytest.mark.parametrize("path,why", [
+    ("\\Device\\HarddiskVolume3\\ProgramData\\Cache\\FsIso.exe", "not under \\Windows\\System32"),
+    ("\\Device\\HarddiskVolume5\\Windows\\System32\\FsIso.exe",
+     "on \\Device\\HarddiskVolume5, not on \\Device\\HarddiskVolume3"),
+])
+def test_secure_image_outside_system32_is_high(path, why):
+    from iumdump.analysis.findings import SECURE_IMAGE_OUTSIDE_SYSTEM32
+
+    procs = [rederive(p) for p in with_paths()]
+    procs.append(process("FsIso.exe", 6532, secure_state=0x7001, image_path=path))
+    found = analyze(procs, {}, "raw")
+    assert (found[0].kind, found[0].pid, found[0].severity) == \
+        (SECURE_IMAGE_OUTSIDE_SYSTEM32, 6532, HIGH)
+    assert why in found[0].message
+    # Not the system's trustlet image, so the path is no support.
+    trustlet = next(f for f in found if (f.kind, f.pid) == (TRUSTLET, 6532))
+    assert "where Windows installs" not in trustlet.message
+    assert f"Its image is {path}." in trustlet.message
+
+
+def test_secure_system_and_unreadable_paths_are_not_outside_system32():
+    """A minimal process's bare name is not a path, and no path is no evidence."""
+    from iumdump.analysis.findings import SECURE_IMAGE_OUTSIDE_SYSTEM32
+
+    procs = [rederive(p) for p in with_paths()]
+    procs.append(process("BioIso.exe", 3892, secure_state=0x1001, unreadable=("image_path",)))
+    assert SECURE_IMAGE_OUTSIDE_SYSTEM32 not in {f.kind for f in analyze(procs, {}, "raw")}
+
+
+def test_exited_processes_are_called_out():
+    from iumdump.analysis.findings import EXITED_PROCESS, SECURE_PROCESS_EXITED
+
+    procs = [rederive(p) for p in with_paths()]
+    procs += [process("vmsp.exe", 6420, secure_state=0x3001, image_path=SYSTEM32 + "vmsp.exe",
+                      create_time=BOOT + 3000 * SECOND, exit_time=BOOT + 3550 * SECOND),
+              process("WerFault.exe", 6012, image_path=SYSTEM32 + "WerFault.exe",
+                      create_time=BOOT + 3100 * SECOND, exit_time=BOOT + 5000 * SECOND)]
+    found = analyze(procs, {}, "raw")
+    assert {(f.kind, f.pid, f.severity) for f in found
+            if f.kind in (SECURE_PROCESS_EXITED, EXITED_PROCESS)} == \
+        {(SECURE_PROCESS_EXITED, 6420, MEDIUM), (EXITED_PROCESS, 6012, LOW)}
+    exited = next(f for f in found if f.kind == SECURE_PROCESS_EXITED)
+    assert "exited at 2024-05-14" in exited.message
+    trustlet = next(f for f in found if (f.kind, f.pid) == (TRUSTLET, 6420))
+    assert "a trustlet that ran in Virtual Trust Level 1 and has exited" in trustlet.message
+
+
+def test_an_exited_lsaiso_is_not_credential_guard_at_work():
+    from iumdump.analysis.findings import SECURE_PROCESS_EXITED
+
+    procs = [rederive(p) for p in with_paths()]
+    procs[2] = derive_process(dataclasses.replace(procs[2].fields,
+                                                  exit_time=BOOT + 4000 * SECOND))
+    found = analyze(procs, {}, "raw")
+    assert CREDENTIAL_GUARD not in {f.kind for f in found}
+    exited = next(f for f in found if f.kind == SECURE_PROCESS_EXITED)
+    assert "Credential Guard is not isolating credentials since then" in exited.message
+
+
+def test_unlinked_process_says_what_its_exit_time_means():
+    hidden = process("BioIso.exe", 3892, secure_state=0x1001, linked=False,
+                     create_time=BOOT, exit_time=0)
+    freed = process("old.exe", 5000, linked=False, create_time=BOOT,
+                    exit_time=BOOT + 100 * SECOND)
+    found = {f.pid: f.message for f in analyze([hidden, freed], {}, "raw")
+             if f.kind == UNLINKED_PROCESS}
+    assert "It has no ExitTime: a process that never exited is missing from the list" \
+        in found[3892]
+    assert "Its ExitTime is 2024-05-14" in found[5000]
+
+
+def test_trustlet_identity_that_disagrees_with_its_image():
+    from iumdump.analysis.findings import TRUSTLET_IDENTITY_MISMATCH
+
+    layout = dataclasses.replace(LAYOUT_19041, secure_state=None, secure_pid="Pcb.SecurePid",
+                                 trustlet_identity="TrustletIdentity")
+    odd = derive_process(ProcessFields(offset=0x1000, pid=712, ppid=572, name="LsaIso.exe",
+                                       secure_pid=0x1234, trustlet_identity=4,
+                                       image_path=SYSTEM32 + "LsaIso.exe", layout=layout))
+    found = analyze([odd], {}, "raw")
+    mismatch = [f for f in found if f.kind == TRUSTLET_IDENTITY_MISMATCH]
+    assert [(f.pid, f.severity) for f in mismatch] == [(712, MEDIUM)]
+    assert "TrustletIdentity 4" in mismatch[0].message and "identity 1" in mismatch[0].message

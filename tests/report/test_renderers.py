@@ -76,11 +76,51 @@ class TestJson:
         lambda d: d["dump"].update(sha256="XYZ"),
         lambda d: d["processes"][0]["flags"].update(IsMadeUp=True),
         lambda d: next(p for p in d["pages"] if p["regions"])["regions"][0].pop("absent"),
+        lambda d: d["processes"][0].update(create_time="14/05/2024 08:02"),
+        lambda d: d["processes"][0].update(exit_time="2024-05-14T08:02:11+02:00"),
+        lambda d: d["processes"][0].update(image_path=42),
+        lambda d: d["processes"][0].update(trustlet_identity={"id": 1, "name": "LsaIso",
+                                                              "basis": "guessed", "source": "x"}),
+        lambda d: d["processes"][0].update(trustlet_identity={"id": 1}),
     ])
     def test_schema_rejects_broken_reports(self, cg_report, mutate):
         data = json.loads(jsonreport.render(cg_report))
         mutate(data)
         assert not validator().is_valid(data)
+
+    def test_image_path_times_and_identity(self):
+        """Issue 13: what the kernel records of a process's image and life, and a trustlet
+        identity labelled with how it is known."""
+        procs, accounting = credential_guard_machine()
+        path = "\\Device\\HarddiskVolume3\\Windows\\System32\\LsaIso.exe"
+        procs[2] = process("LsaIso.exe", 712, ppid=572, secure_state=0xE8D6_EEC1,
+                           image_path=path, create_time=133_601_473_350_000_000,
+                           exit_time=133_601_477_310_000_000)
+        data = json.loads(jsonreport.render(make_report(procs, accounting)))
+        validator().validate(data)
+        lsaiso = next(p for p in data["processes"] if p["pid"] == 712)
+        assert (lsaiso["image_path"], lsaiso["create_time"], lsaiso["exit_time"]) == \
+            (path, "2024-05-14T08:02:15Z", "2024-05-14T08:08:51Z")
+        assert lsaiso["trustlet_id"] is None
+        assert lsaiso["trustlet_identity"] == {"id": 1, "name": "LsaIso", "basis": "inferred",
+                                               "source": path}
+        system = next(p for p in data["processes"] if p["pid"] == 4)
+        assert (system["image_path"], system["exit_time"], system["trustlet_identity"]) == \
+            (None, None, None)
+        text = markdown.render(make_report(procs, accounting))
+        assert "| 712 | LsaIso.exe | 2024-05-14T08:02:15Z | 2024-05-14T08:08:51Z | " in text
+        assert "| 1 (inferred) |" in text
+        assert '<td class="num">1 (inferred)</td>' in html.render(make_report(procs, accounting))
+
+    def test_hostile_image_path_is_inert(self):
+        procs, accounting = credential_guard_machine()
+        procs.append(process("x.exe", 6668, image_path="\\Device\\X\\<img src=x>|\u202e.exe"))
+        report = make_report(procs, accounting)
+        row = next(line for line in markdown.render(report).splitlines()
+                   if line.startswith("| 6668 | x.exe |"))
+        assert len(re.findall(r"(?<!\\)\|", row)) == 6  # five columns, no pipe from the path
+        page = html.render(report)
+        assert "<img" not in page and "&lt;img src=x&gt;|\\u202e.exe" in page
 
     def test_round_trip(self, cg_report):
         again = Report.from_dict(json.loads(jsonreport.render(cg_report)))

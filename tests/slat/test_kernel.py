@@ -381,6 +381,14 @@ def test_a_machine_too_small_for_its_scenario_is_a_scenario_error():
     ('name = "x"\nvbs = true\n[[process]]\nname = "a"\npid = 8\n', "no System process"),
     ('name = "x"\nvbs = true\n[[process]]\nname = "System"\npid = 4\n[[process]]\nname = "a"\n'
      'pid = 8\n[[process.region]]\nstart = 0x10000\npages = 2\ncontent = "gold"\n', "content 'gold'"),
+    ('name = "x"\nvbs = true\n[[process]]\nname = "System"\npid = 4\n[[process]]\nname = "a"\n'
+     'pid = 8\ncreated = 100\nexited = 50\n', "exited 50 s must lie between created"),
+    ('name = "x"\nvbs = true\n[[process]]\nname = "System"\npid = 4\n[[process]]\nname = "a"\n'
+     'pid = 8\nexited = 99999\n', "and system_time"),
+    ('name = "x"\nvbs = true\n[[process]]\nname = "System"\npid = 4\n[[process]]\nname = "a"\n'
+     'pid = 8\nexited = 100\ndeleting = false\n', "leave out deleting = false"),
+    ('name = "x"\nvbs = true\n[[process]]\nname = "System"\npid = 4\n[[process]]\nname = "a"\n'
+     'pid = 8\ncreated = 99999\n', "is not before system_time"),
 ])
 def test_bad_scenarios_are_one_line_scenario_errors(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -410,3 +418,20 @@ def test_a_live_kernel_dump_holds_no_process_user_page(synth_dump):
         pages = process["pages"]
         assert pages["absent"] == pages["mapped"] > 0, process["name"]
         assert all(r["readable"] == 1 for r in pages["regions"] if r["shared"])
+
+
+def test_an_exited_process_is_deleting_and_a_deleting_one_has_exited():
+    """Issue 13: ExitTime comes from the scenario (``exited``, seconds after boot); a process that
+    has exited has ProcessDelete set, and a deleting process without ``exited`` exited just
+    before the dump was taken."""
+    loaded = scenarios.from_dict({
+        "name": "x", "vbs": True, "process": [
+            {"name": "System", "pid": 4},
+            {"name": "a.exe", "pid": 8, "created": 100, "exited": 250.5},
+            {"name": "b.exe", "pid": 12, "created": 100, "deleting": True},
+            {"name": "c.exe", "pid": 16, "created": 100}]})
+    exited, deleting, running = (loaded.process(pid) for pid in (8, 12, 16))
+    assert (exited.exited, exited.deleting) == (250.5, True)
+    lifetime = (loaded.system_time - loaded.boot_time).total_seconds()
+    assert (deleting.exited, deleting.deleting) == (lifetime - 3, True)
+    assert (running.exited, running.deleting) == (None, False)

@@ -89,6 +89,29 @@ def test_psscan_finds_every_process_and_nothing_else(dump, volatility):
     assert found == expected
 
 
+def _utc(moment) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(moment, _dt.datetime) else None
+
+
+def test_pstree_audit_and_times_are_the_truth(dump, volatility):
+    """windows.pstree's Audit column is SeAuditProcessCreationInfo.ImageFileName: the NT device
+    path of each image, the bare name of a minimal process, nothing for System; CreateTime and
+    ExitTime are the scenario's, to the second."""
+    from volatility3.framework import renderers
+
+    rows = {row["PID"]: row for row in volatility.run(dump, "windows.pstree.PsTree").rows}
+    expected = {p["pid"]: p for p in _linked(dump.truth)}
+    assert sorted(rows) == sorted(expected)
+    for pid, process in expected.items():
+        row = rows[pid]
+        if process["image_path"] is None:
+            assert isinstance(row["Audit"], renderers.NotAvailableValue), process["name"]
+        else:
+            assert row["Audit"] == process["image_path"]
+        assert (_utc(row["CreateTime"]), _utc(row["ExitTime"])) == \
+            (process["create_time"], process["exit_time"]), process["name"]
+
+
 def test_vadinfo_of_each_trustlet_lists_the_truth_regions(dump, volatility):
     trustlets = _trustlets(dump.truth)
     if not trustlets:
@@ -103,7 +126,10 @@ def test_vadinfo_of_each_trustlet_lists_the_truth_regions(dump, volatility):
         assert listed == expected
         assert {row["PID"] for row in run.rows} == {trustlet["pid"]}
         images = [row["File"] for row in run.rows if row["Tag"] == "Vad "]
-        assert images == [f"\\Windows\\System32\\{trustlet['image_name']}"]
+        expected = f"\\Windows\\System32\\{trustlet['image_name']}"
+        if not trustlet["image_path"].endswith(expected):  # a trustlet run from elsewhere
+            expected = trustlet["image_path"].removeprefix("\\Device\\HarddiskVolume3")
+        assert images == [expected]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
