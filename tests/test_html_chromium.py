@@ -18,7 +18,7 @@ from iumdump.report import html
 
 CHROMIUM = next((found for name in ("chromium", "chromium-browser", "google-chrome")
                  if (found := shutil.which(name))), None)
-WIDTH, HEIGHT = 1280, 2000
+WIDTH, HEIGHT = 1280, 2800  # the adversarial report's strips sit below its findings
 
 
 def decode_png(data: bytes) -> tuple[int, int, int, bytes]:
