@@ -111,7 +111,9 @@ def _probe(context: interfaces.context.ContextInterface,
         if time is not None:
             found[attribute] = (name, f"{name}.QuadPart" if time.has_member("QuadPart") else name)
     audit = _child(context, eprocess, "SeAuditProcessCreationInfo")
-    if audit is not None and audit.has_member("ImageFileName"):
+    name_info = kernel.symbol_table_name + constants.BANG + "_OBJECT_NAME_INFORMATION"
+    if audit is not None and audit.has_member("ImageFileName") \
+            and context.symbol_space.has_type(name_info):
         found["image_path"] = ("SeAuditProcessCreationInfo.ImageFileName",) * 2
     layout = KernelLayout(**{k: v[0] for k, v in found.items() if v is not None})
     access = {k: v[1] for k, v in found.items() if v is not None}

@@ -213,14 +213,16 @@ def _parents(processes: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """offset → the process that is its parent: the one whose PID is its PPID and that was
     created before it (PIDs are reused, so the latest such one); none when the dump has no
     such process (the parent has gone, as smss's children find)."""
+    by_pid: dict[int, list[dict[str, Any]]] = {}
+    for process in processes:
+        if process["pid"] is not None and process.get("create_time") is not None:
+            by_pid.setdefault(process["pid"], []).append(process)
     found: dict[int, dict[str, Any]] = {}
     for child in processes:
         born = child.get("create_time")
-        candidates = [p for p in processes
-                      if p is not child and child["ppid"] is not None and p["pid"] == child["ppid"]
-                      and born is not None and p.get("create_time") is not None
-                      and p["create_time"] <= born]
-        if candidates:
+        candidates = [p for p in by_pid.get(child["ppid"], ())
+                      if p is not child and born is not None and p["create_time"] <= born]
+        if candidates:  # ISO 8601 UTC strings of one form sort as times
             found[child["offset"]] = max(candidates, key=lambda p: p["create_time"])
     return found
 
