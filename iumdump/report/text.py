@@ -9,6 +9,7 @@ analyst reads is what the dump holds; the renderers then escape their own syntax
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 
 # Control, format (bidi overrides, zero-width), surrogate, private-use and line/paragraph
@@ -27,14 +28,23 @@ def hidden_escape(char: str) -> str | None:
             else f"\\U{code:08x}")
 
 
+# What a backslash followed by it would read as: an escape visible() writes, or an escaped
+# backslash. Only such a backslash is doubled, so that NT paths keep their single separators.
+_LOOKS_ESCAPED = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|\\|$)")
+
+
 def visible(text: object) -> str:
-    """``text`` with a backslash escape for each character that would not show as itself."""
+    """``text`` with a backslash escape for each character that would not show as itself. A
+    backslash the dump holds is doubled where it could be mistaken for such an escape (before
+    ``x07``-like text, another backslash, or at the end), and stays single elsewhere (the
+    separators of ``\\Device\\HarddiskVolume3\\Windows``)."""
     if text is None:
         return "—"
+    text = str(text)
     out = []
-    for char in str(text):
+    for index, char in enumerate(text):
         if char == "\\":
-            out.append("\\\\")
+            out.append("\\\\" if _LOOKS_ESCAPED.match(text, index) else "\\")
         else:
             out.append(hidden_escape(char) or char)
     return "".join(out)
