@@ -18,9 +18,10 @@ TrustletId, Protection, ExtendedFlags, Verdict, ImagePath.
   known for a trustlet too; minimal processes hold their bare name there, System nothing
   (windows.pstree shows the same field as Audit).
 
-As a TimeLinerInterface, ``windows.timeliner`` gets the creation (Created) and exit (Modified, as
-windows.pslist gives it) of every secure, masquerading and enclave-host process, pool-scanned
-ones included, with the verdict, trustlet identity and image path in the description.
+As a TimeLinerInterface, Volatility's ``timeliner`` gets the creation (Created) and exit
+(Modified, as windows.pslist gives it) of every secure, masquerading and enclave-host process,
+pool-scanned ones included, with the verdict, trustlet identity and image path in the
+description.
 
 Every field is read by name from the kernel's symbol table (iumdump.analysis.reader); a value
 the build cannot give (no such field) is NotAvailableValue, one whose memory cannot be read is
