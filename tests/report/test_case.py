@@ -167,3 +167,22 @@ def test_case_validate_holds_values_to_the_extension_shapes(adversarial, tmp_pat
                            str(broken)], capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode != 0
     assert "Conforms: False" in done.stdout and "critical" in done.stdout
+
+
+def test_the_extension_shapes_admit_every_value_iumdump_writes():
+    """Regression: issue 8 added the not-captured page verdict after the shapes were written;
+    the vocabularies of the extension ontology must follow what derive and findings produce."""
+    from iumdump.analysis.derive import REGION_VERDICTS, SHARED_USER_DATA, VERDICTS
+    from iumdump.analysis.findings import SEVERITIES
+
+    ontology = case.ontology_path().read_text()
+
+    def vocabulary(path: str) -> set[str]:
+        match = re.search(rf"sh:path iumdump:{path} ;[^]]*?sh:in \(([^)]*)\)", ontology)
+        return set(re.findall(r'"([^"]+)"', match.group(1)))
+
+    # A process's page verdict is never the shared page's own label.
+    assert vocabulary("pageVerdict") == set(REGION_VERDICTS) - {SHARED_USER_DATA}
+    assert vocabulary("verdict") == set(VERDICTS)
+    assert vocabulary("severity") == set(SEVERITIES)
+    assert vocabulary("trustletIdBasis") == {"read", "inferred"}
