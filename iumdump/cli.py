@@ -3,22 +3,26 @@
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
 ``handler=function(args) -> int``. Any :class:`iumdump.errors.Error` that escapes a handler becomes
 one line on stderr and exit status 2 — an analyst sees what is wrong with which file, never a
-traceback.
+traceback. Anything else that escapes is a bug: one line too, exit status 1, and the traceback
+with ``IUMDUMP_TRACEBACK=1``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
 from .errors import Error
+from .visible import one_line
 
 # Order is the order of ``iumdump --help``.
 COMMANDS = ["demo", "analyze", "synth", "decode", "plugins"]
 
 EXIT_OK = 0
+EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -56,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get("IUMDUMP_TRACEBACK"):
+            raise
+        print(f"iumdump {args.command}: internal error: {type(exc).__name__}: "
+              f"{one_line(exc)} (set IUMDUMP_TRACEBACK=1 to see where; please report it)",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ works on a truncated dump. The CLI turns any :class:`Error` into one line on std
 
 from __future__ import annotations
 
+from .visible import one_line, visible
+
 
 class Error(Exception):
-    """Root of iumdump's errors. ``str(err)`` is a complete one-line message."""
+    """Root of iumdump's errors. ``str(err)`` is a complete one-line message: the path and the
+    message keep no control character, newline or undecodable byte (each shown escaped), so a
+    hostile file name cannot split the line or drive the terminal."""
 
     def __init__(self, message: str, *, path: str | None = None, offset: int | None = None,
                  expected: object = None, actual: object = None) -> None:
@@ -21,8 +25,8 @@ class Error(Exception):
         self.actual = actual
 
     def __str__(self) -> str:
-        prefix = f"{self.path}: " if self.path else ""
-        return prefix + self.message
+        prefix = f"{visible(self.path)}: " if self.path else ""
+        return prefix + one_line(self.message)
 
 
 class InvalidInputError(Error, ValueError):

@@ -63,7 +63,8 @@ class SymbolTable:
                 data = json.load(handle)
         except FileNotFoundError:
             raise SymbolError("symbol table not found", path=str(path)) from None
-        except (OSError, lzma.LZMAError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (OSError, EOFError, lzma.LZMAError, json.JSONDecodeError,
+                UnicodeDecodeError) as exc:  # EOFError: an xz stream cut short
             raise SymbolError(f"cannot read symbol table: {exc}", path=str(path)) from None
         if not isinstance(data, dict):
             raise SymbolError("not a Volatility symbol table: top level is not an object", path=str(path))
