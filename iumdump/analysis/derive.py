@@ -138,6 +138,7 @@ class ProcessFields:
     image_path: str | None = None  # the audit image name; None also where the pointer is NULL
     layout: KernelLayout = field(default_factory=KernelLayout)
     unreadable: frozenset[str] = frozenset()
+    problems: tuple[str, ...] = ()  # why the object itself is suspect (e.g. not in kernel space)
 
     def reason(self, attribute: str) -> Unknown | None:
         """Why ``attribute`` is None (None when it has a value)."""
@@ -147,8 +148,9 @@ class ProcessFields:
 
     @property
     def partial(self) -> bool:
-        """Some field the build has could not be read."""
-        return bool(self.unreadable)
+        """Some field the build has could not be read, or the object is not where an EPROCESS
+        can be."""
+        return bool(self.unreadable or self.problems)
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,7 @@ class DerivedProcess:
     verdict: str | None  # None when the secure state is unknown
     trustlet_identity: TrustletIdentity | None = None  # read, else inferred; None: unknown
     implied_trustlet_id: int | None = None  # what a genuine trustlet image path implies
+    doubts: tuple[str, ...] = ()  # values no Windows kernel writes (see implausible_values)
 
     pid = property(lambda self: self.fields.pid)
     ppid = property(lambda self: self.fields.ppid)
@@ -303,6 +306,82 @@ def is_defined_protection(level: int) -> bool:
     protection = parse_protection(level)
     return (protection.type in PsProtectedType.__members__.values()
             and protection.signer in PsProtectedSigner.__members__.values())
+
+
+# A Windows handle is a 32-bit value: "only the lower 32 bits are significant", and a 64-bit
+# handle is those sign-extended (Microsoft, "Interprocess Communication Between 32-bit and 64-bit
+# Applications"); bits 0-1 are tag bits the system ignores (OBJ_HANDLE_TAGBITS, ntdef.h), which
+# is why the kernel can keep SecureProcess and TrustedApp there. Negative values -1 to -6 are
+# pseudo-handles, never stored: the current process, thread, session and the current process,
+# thread and effective tokens (GetCurrentProcess, GetCurrentThread, winbase.h;
+# GetCurrentProcessToken & co., processthreadsapi.h).
+_HANDLE_HIGH_BITS = 0xFFFF_FFFF_0000_0000
+_PSEUDO_HANDLES = range(0xFFFF_FFFF_FFFF_FFFA, 1 << 64)  # (HANDLE)-6 … (HANDLE)-1
+
+
+def is_plausible_handle(value: int) -> bool:
+    """Whether ``value`` (a 64-bit word, flag bits 0-1 included or masked) can be a handle a
+    Windows handle table issued: a 32-bit value, zero- or sign-extended, not a pseudo-handle."""
+    high = value & _HANDLE_HIGH_BITS
+    if high == _HANDLE_HIGH_BITS:  # sign-extended: bit 31 set, and no pseudo-handle even with
+        # its tag bits put back (the kernel masks them off)
+        return bool(value & 0x8000_0000) and (value | 3) not in _PSEUDO_HANDLES
+    return high == 0
+
+
+def is_process_id(pid: int) -> bool:
+    """Process ids are handles of the kernel's CID table (PspCidTable; Windows Internals 7th ed.
+    part 1, ch. 3): a multiple of 4 (two tag bits) below 2**26 (a 24-bit table index, the
+    executive handle format _EXHANDLE, MAX_HANDLES 1 << 24 in the Windows Research Kernel).
+    Id 0 is the Idle process, whose EPROCESS is in no list and no pool."""
+    return 0 < pid < 1 << 26 and not pid & 3
+
+
+def implausible_values(fields: ProcessFields) -> tuple[str, ...]:
+    """Values in this EPROCESS that no Windows kernel writes, each as a sentence (smear, a
+    damaged dump or tampering): the analysis reports them and does not build on them."""
+    if fields.problems:
+        return ()  # not a process at all (its problems say why): its values mean nothing
+    doubts = []
+    if fields.pid is not None and not is_process_id(fields.pid):
+        doubts.append(f"UniqueProcessId {fields.pid} is not a process id Windows issues")
+    if fields.protection is not None and not is_defined_protection(fields.protection):
+        doubts.append(f"Protection {fields.protection:#04x} has a type or signer Windows does "
+                      "not define (smear or tampering?)")
+    return tuple(doubts) + secure_state_doubts(fields)
+
+
+def secure_state_doubts(fields: ProcessFields) -> tuple[str, ...]:
+    """The part of :func:`implausible_values` about the secure state (SecureState, SecurePid):
+    a process with such doubts is not believed to be secure (:func:`believed_secure`)."""
+    doubts: list[str] = []
+    layout = fields.layout
+    if fields.problems:
+        return ()
+    if layout.secure_state is not None and fields.secure_state is not None:
+        word = fields.secure_state
+        if word & TRUSTED_APP_BIT and layout.trusted_app is None:
+            doubts.append(f"{layout.secure_state} {word:#x} sets bit 1, which this build's "
+                          "symbols name Unused (TrustedApp only from 24H2)")
+        handle = word & SECURE_HANDLE_MASK
+        if word & SECURE_PROCESS_BIT and not handle:
+            doubts.append(f"{layout.secure_state} {word:#x} marks a secure process but holds no "
+                          "secure handle")
+        elif handle and not is_plausible_handle(handle):
+            doubts.append(f"{layout.secure_state} {word:#x} holds secure handle {handle:#x}, "
+                          "which no Windows handle table issues")
+    elif layout.secure_pid is not None and fields.secure_pid:
+        if not is_plausible_handle(fields.secure_pid) or fields.secure_pid & 3:
+            doubts.append(f"{layout.secure_pid} {fields.secure_pid:#x} is not an id a Windows "
+                          "handle table issues")
+    return tuple(doubts)
+
+
+def believed_secure(process: "DerivedProcess") -> bool:
+    """A secure process whose secure state is plausible and whose EPROCESS lies where the
+    kernel allocates processes: one whose trustlet pages are worth walking and reporting."""
+    return (process.verdict == SECURE and not process.fields.problems
+            and not secure_state_doubts(process.fields))
 
 
 def is_known_trustlet_image(name: str | None) -> bool:
@@ -400,6 +479,7 @@ def derive_process(fields: ProcessFields) -> DerivedProcess:
         verdict=derive_verdict(fields.name, secure.secure, secure.secure_handle),
         trustlet_identity=identity,
         implied_trustlet_id=implied,
+        doubts=implausible_values(fields),
     )
 
 

@@ -23,8 +23,13 @@ trustlet-pages-not-captured    low       a secure process's mapped user pages ar
                                          but neither are most normal processes' (a live kernel or
                                          kernel dump, a failed acquisition): the dump cannot show
                                          whether VTL1 protected them
+implausible-value              medium    a field holds a value no Windows kernel writes (an
+                                         undefined protection, a secure state no kernel
+                                         issues): smear, damage or tampering; a process whose
+                                         secure state is implausible is not counted as secure
 secure-state-unknown           low       the secure state of a process could not be read
-partial-analysis               low       fields or page tables of a process could not be read
+partial-analysis               low       fields or page tables of a process could not be read,
+                                         or the object is not where a process can be
 secure-image-outside-system32  high      a secure process's image is not in \\Windows\\System32
                                          of the system volume
 secure-process-exited          medium    a secure process has an ExitTime
@@ -60,9 +65,11 @@ from .derive import (
     ControlGroup,
     DerivedProcess,
     ProcessPages,
+    believed_secure,
     in_system32,
     is_file_path,
     is_known_trustlet_image,
+    secure_state_doubts,
     split_device,
 )
 
@@ -85,11 +92,13 @@ SECURE_IMAGE_OUTSIDE_SYSTEM32 = "secure-image-outside-system32"
 SECURE_PROCESS_EXITED = "secure-process-exited"
 TRUSTLET_IDENTITY_MISMATCH = "trustlet-identity-mismatch"
 EXITED_PROCESS = "exited-process"
+IMPLAUSIBLE_VALUE = "implausible-value"
 
 KINDS = (VBS_ACTIVE, CREDENTIAL_GUARD, TRUSTLET, TRUSTLET_PAGES_INACCESSIBLE,
          TRUSTLET_PAGES_READABLE, MASQUERADE_KIND, SECURE_IMAGE_OUTSIDE_SYSTEM32, ENCLAVE_HOST_KIND,
          UNLINKED_PROCESS, SECURE_PROCESS_EXITED, TRUSTLET_IDENTITY_MISMATCH, EXITED_PROCESS,
-         TRUSTLET_PAGES_NOT_CAPTURED, SECURE_STATE_UNKNOWN, PARTIAL_ANALYSIS)
+         TRUSTLET_PAGES_NOT_CAPTURED, IMPLAUSIBLE_VALUE, SECURE_STATE_UNKNOWN,
+         PARTIAL_ANALYSIS)
 _KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
 
 SECURE_SYSTEM = "Secure System"
@@ -144,7 +153,7 @@ def _is_secure_system(process: DerivedProcess) -> bool:
 
 def _is_trustlet(process: DerivedProcess) -> bool:
     """A secure process other than the Secure Kernel's own Secure System process."""
-    return process.verdict == SECURE and not _is_secure_system(process)
+    return believed_secure(process) and not _is_secure_system(process)
 
 
 def _not_secure_because(process: DerivedProcess) -> str:
@@ -207,9 +216,10 @@ def _outside_system32(process: DerivedProcess, volume: str | None) -> str | None
 
 def vbs_findings(processes: Sequence[DerivedProcess]) -> list[Finding]:
     # A "Secure System" the kernel says is not secure (e.g. on a kernel that predates VBS) is a
-    # name, not evidence of VBS.
+    # name, not evidence of VBS; nor is an object that is not where a process can be.
     systems = [p for p in processes
-               if _is_secure_system(p) and p.linked and p.secure.secure is not False]
+               if _is_secure_system(p) and p.linked and p.secure.secure is not False
+               and not p.fields.problems]
     if systems:
         process = systems[0]
         return [Finding(VBS_ACTIVE, INFO, process.pid,
@@ -217,7 +227,7 @@ def vbs_findings(processes: Sequence[DerivedProcess]) -> list[Finding]:
                         "when the dump was taken. The Secure Kernel and trustlets run in Virtual "
                         "Trust Level 1, whose memory a dump taken inside Windows (VTL0) cannot "
                         "show.", process.name, process.offset)]
-    trustlets = [p for p in processes if p.verdict == SECURE]
+    trustlets = [p for p in processes if believed_secure(p)]
     if trustlets:
         process = trustlets[0]
         return [Finding(VBS_ACTIVE, INFO, process.pid,
@@ -268,7 +278,9 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
                 "isolates (NTLM password hashes, Kerberos ticket-granting tickets, saved domain "
                 "credentials) live in VTL1 and cannot be recovered from this dump; lsass.exe "
                 "keeps only protected copies.")
-    elif process.verdict == ENCLAVE_HOST:
+    elif process.verdict == SECURE and not believed_secure(process):
+        pass  # its implausible secure state or placement is the finding (below)
+    elif process.verdict == ENCLAVE_HOST and not secure_state_doubts(process.fields):
         handle = process.secure.secure_handle
         if (process.name or "").lower() in _ENCLAVE_HOST_KEYS:
             add(ENCLAVE_HOST_KIND, INFO,
@@ -289,7 +301,7 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
             f"{process.secure.source or 'no secure-state field in this build'}); the report "
             "cannot say whether it is a trustlet.")
 
-    if process.secure.secure:
+    if believed_secure(process):
         outside = _outside_system32(process, volume)
         if outside:
             add(SECURE_IMAGE_OUTSIDE_SYSTEM32, HIGH,
@@ -339,7 +351,16 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
             f"{who}, a {kind_of}, was found by pool scanning but is not in the active process "
             "list: either it has exited and its EPROCESS was not yet reused, or it was unlinked "
             f"to hide it (DKOM).{when}")
-    if process.partial:
+    for doubt in process.doubts:
+        unbelieved = (" It is not counted as a secure process."
+                      if process.verdict in (SECURE, ENCLAVE_HOST)
+                      and doubt in secure_state_doubts(process.fields) else "")
+        add(IMPLAUSIBLE_VALUE, MEDIUM,
+            f"{who}: {doubt}. No Windows kernel writes this value: memory smear, a damaged "
+            f"dump or tampering; examine the EPROCESS at {process.offset:#x}.{unbelieved}")
+    for problem in process.fields.problems:
+        add(PARTIAL_ANALYSIS, LOW, f"{who}: {problem}; its fields are not a process's.")
+    if process.fields.unreadable:
         add(PARTIAL_ANALYSIS, LOW,
             f"Some fields of {who} could not be read from the dump "
             f"({', '.join(sorted(process.fields.unreadable))}); they are reported as unknown.")
@@ -430,7 +451,7 @@ def analyze(processes: Sequence[DerivedProcess],
     to its page accounting (the secure processes whose pages were walked)."""
     pages = dict(pages)
     genuine = {(p.name or "").lower(): p for p in processes
-               if p.verdict == SECURE and is_known_trustlet_image(p.name)}
+               if believed_secure(p) and is_known_trustlet_image(p.name)}
     volume = system_volume(processes)
     found = vbs_findings(processes)
     for process in processes:

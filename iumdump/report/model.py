@@ -14,12 +14,13 @@ exactly as decoded, and each renderer escapes it for its format.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from .. import __version__
-from ..analysis.derive import VERDICTS, ControlGroup, DerivedProcess, ProcessPages
+from ..analysis.derive import (VERDICTS, ControlGroup, DerivedProcess, ProcessPages,
+                               believed_secure)
 from ..analysis.findings import SEVERITIES, Finding, count_by_severity
 
 REPORT_VERSION = "1"
@@ -87,6 +88,8 @@ def process_entry(process: DerivedProcess) -> dict[str, Any]:
         "secure_state_source": process.secure.source,
         "partial": process.partial,
         "unreadable": sorted(fields.unreadable),
+        "problems": list(fields.problems),
+        "doubts": list(process.doubts),
     }
 
 
@@ -140,6 +143,9 @@ class Report:
     processes: list[dict[str, Any]]
     pages: list[dict[str, Any]]
     findings: list[dict[str, Any]]
+    # Files saved beside the reports (path relative to OUTDIR → bytes), not part of report.json:
+    # a symbol table Volatility downloaded during the analysis.
+    files: dict[str, bytes] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"report_version": REPORT_VERSION, "tool": self.tool, "analysis": self.analysis,
@@ -192,7 +198,7 @@ def summarize(processes: Sequence[DerivedProcess], pages: Mapping[int, ProcessPa
         "unlinked": sum(1 for p in processes if not p.linked),
         "verdicts": verdicts,
         "secure_processes": [{"pid": p.pid, "name": p.name} for p in processes
-                             if p.verdict == "secure"],
+                             if believed_secure(p)],
         "vbs_active": "vbs-active" in kinds,
         "credential_guard": "credential-guard" in kinds,
         "trustlet_pages": totals,
