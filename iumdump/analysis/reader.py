@@ -6,11 +6,19 @@ kernel's symbol table and probed with ``has_member`` (DESIGN §4), so any build 
 a field is read correctly and a build without it yields ``None`` with the reason "absent". A field
 whose memory cannot be read yields ``None`` with the reason "unreadable" and marks the process
 partial; one bad field never hides the others.
+
+Before believing a listing it checks what a table that does not fit the kernel would get wrong
+(:class:`SymbolTableMismatch`, an error naming the table): ``_EPROCESS`` has its core members,
+each of a type the table defines; the listing finds processes, with process ids, and the active
+list shares them with the pool scan. What leaves a listing incomplete — a cut or looping list,
+an unreadable scan, an object outside kernel space — is reported, not hidden.
 """
 
 from __future__ import annotations
 
 import logging
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -19,7 +27,8 @@ from volatility3.framework.configuration import requirements
 from volatility3.framework.objects import templates
 from volatility3.plugins.windows import pslist, psscan
 
-from .derive import KernelLayout, ProcessFields, Unknown
+from ..errors import Error, SymbolError, TruncatedDumpError
+from .derive import KernelLayout, ProcessFields, Unknown, is_process_id
 
 vollog = logging.getLogger(__name__)
 
@@ -33,6 +42,115 @@ _WORD_FIELDS = ("secure_pid", "trustlet_identity", "protected_process", "wow64_p
 # The pointer to the audit image name (an _OBJECT_NAME_INFORMATION in pool), read with the
 # EPROCESS and followed afterwards.
 _IMAGE_NAME_POINTER = "image_name_pointer"
+
+
+# Members every Windows kernel's _EPROCESS has, without which no process can be listed or named:
+# a symbol table lacking one is not the table of a Windows kernel at all.
+CORE_MEMBERS = ("UniqueProcessId", "InheritedFromUniqueProcessId", "ImageFileName",
+                "ActiveProcessLinks", "Pcb")
+MAX_LIST_ENTRIES = 1 << 20  # far beyond any process count; a longer walk is corrupt
+
+
+class SymbolTableMismatch(SymbolError, exceptions.SymbolError):
+    """The kernel's symbol table does not fit the kernel in the dump (another build's table, a
+    damaged one). It is iumdump's one-line :class:`SymbolError` (``path`` is the table's file)
+    and Volatility's ``SymbolError``, so ``vol`` reports it as a symbol-related issue and stops
+    instead of printing a traceback or an empty listing."""
+
+    def __init__(self, message: str, *, table_file: str | None, table_name: str,
+                 symbol_name: str) -> None:
+        SymbolError.__init__(self, message, path=table_file)
+        self.table_name = table_name
+        self.symbol_name = symbol_name
+
+
+def symbol_table_file(context: interfaces.context.ContextInterface,
+                      kernel_module_name: str) -> str:
+    """Where the kernel module's symbol table was loaded from: a file path, else its URL."""
+    kernel = context.modules[kernel_module_name]
+    url = context.symbol_space[kernel.symbol_table_name].config.get("isf_url", None) or ""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        return urllib.request.url2pathname(parsed.path)
+    return url or kernel.symbol_table_name
+
+
+class DumpFileTruncated(TruncatedDumpError, exceptions.InvalidAddressException):
+    """The preflight found the dump shorter than its header says (see :func:`check_dump`); as a
+    Volatility exception, ``vol`` reports it as an unreadable page of an incomplete file."""
+
+    def __init__(self, err: TruncatedDumpError, layer_name: str) -> None:
+        TruncatedDumpError.__init__(self, err.message, path=err.path, offset=err.offset,
+                                    expected=err.expected, actual=err.actual)
+        self.layer_name = layer_name
+        self.invalid_address = err.offset or 0
+
+
+class DumpFileRejected(Error, exceptions.LayerException):
+    """The preflight refused the dump file (see :func:`check_dump`)."""
+
+    def __init__(self, err: Error, layer_name: str) -> None:
+        Error.__init__(self, err.message, path=err.path, offset=err.offset,
+                       expected=err.expected, actual=err.actual)
+        self.layer_name = layer_name
+
+
+def layer_stack(context: interfaces.context.ContextInterface,
+                layer_name: str) -> list[interfaces.layers.DataLayerInterface]:
+    """The layer and every layer below it (``memory_layer`` / ``base_layer``), top first."""
+    stack = []
+    current = context.layers[layer_name] if layer_name in context.layers else None
+    while current is not None and current not in stack:
+        stack.append(current)
+        below = current.config.get("memory_layer", None) or current.config.get("base_layer", None)
+        current = context.layers[below] if below in context.layers else None
+    return stack
+
+
+def dump_file_path(context: interfaces.context.ContextInterface, layer_name: str) -> str | None:
+    """The local file at the bottom of ``layer_name``'s stack, or None (not a local file)."""
+    for layer in reversed(layer_stack(context, layer_name)):
+        location = layer.config.get("location", None)
+        if isinstance(location, str):
+            parsed = urllib.parse.urlparse(location)
+            return urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else None
+    return None
+
+
+def check_dump(context: interfaces.context.ContextInterface, kernel_module_name: str) -> None:
+    """Check the dump file under the kernel's layers the way ``iumdump analyze`` does before
+    trusting it (:func:`iumdump.analysis.session.inspect_dump`: a crash dump's header and page
+    bitmap against the file's size, …): Volatility stacks a bitmap dump that lacks most of its
+    pages without complaint, and a plugin would then answer with no rows. Raises
+    :class:`DumpFileTruncated` or :class:`DumpFileRejected` (Volatility exceptions, so ``vol``
+    reports them and stops); a dump that is not a local file is not checked."""
+    from .session import inspect_dump
+
+    layer_name = context.modules[kernel_module_name].layer_name
+    path = dump_file_path(context, layer_name)
+    if path is None:
+        return
+    try:
+        inspect_dump(path)
+    except TruncatedDumpError as err:
+        raise DumpFileTruncated(err, layer_name) from None
+    except Error as err:
+        raise DumpFileRejected(err, layer_name) from None
+
+
+def _mismatch(context, kernel_module_name: str, symbol: str, what: str) -> SymbolTableMismatch:
+    kernel = context.modules[kernel_module_name]
+    return SymbolTableMismatch(f"symbol table does not fit the kernel in this dump: {what}",
+                               table_file=symbol_table_file(context, kernel_module_name),
+                               table_name=kernel.symbol_table_name, symbol_name=symbol)
+
+
+def kernel_space_start(layer: interfaces.layers.DataLayerInterface) -> int:
+    """The lowest kernel-space address of a virtual layer: the upper half of its address range
+    (x64: 0xFFFF8000'00000000, which Volatility's 48-bit layer offsets show as
+    0x8000'00000000; x86: 0x80000000, the lowest system range start, 3 GB user space being
+    the largest — Windows Internals 7th ed. part 1, ch. 5, "Virtual address space layouts")."""
+    return (layer.address_mask + 1) >> 1
 
 
 def _resolve(context: interfaces.context.ContextInterface,
@@ -172,6 +290,37 @@ def _locate(context, eprocess, path: str) -> _Slot:
     return _Slot(offset, template.size)  # a structure or union: the whole word
 
 
+def check_process_type(context: interfaces.context.ContextInterface,
+                       kernel_module_name: str) -> interfaces.objects.Template:
+    """The kernel's ``_EPROCESS`` type, after checking that the symbol table has it with the
+    members every Windows kernel's has, each of a type the table defines. Raises
+    :class:`SymbolTableMismatch` naming the table and what is missing."""
+    kernel = context.modules[kernel_module_name]
+    try:
+        eprocess = kernel.get_type("_EPROCESS")
+    except exceptions.SymbolError:
+        raise _mismatch(context, kernel_module_name, "_EPROCESS",
+                        "it has no _EPROCESS type") from None
+    missing = [name for name in CORE_MEMBERS if not eprocess.has_member(name)]
+    if missing:
+        raise _mismatch(context, kernel_module_name, "_EPROCESS",
+                        f"its _EPROCESS lacks {', '.join(missing)}")
+    for path in (*CORE_MEMBERS, "Pcb.DirectoryTableBase"):
+        template = eprocess
+        try:
+            for part in path.split("."):
+                if not template.has_member(part):
+                    raise _mismatch(context, kernel_module_name, f"_EPROCESS.{path}",
+                                    f"its _EPROCESS lacks {path}")
+                template = _resolve(context, template.child_template(part))
+            template.size  # resolves every type the member is made of
+        except (exceptions.SymbolError, KeyError, AttributeError, TypeError) as excp:
+            raise _mismatch(context, kernel_module_name, f"_EPROCESS.{path}",
+                            f"_EPROCESS.{path} has a type the table does not define "
+                            f"({excp})") from None
+    return eprocess
+
+
 def _member(obj, path: str):
     for part in path.split("."):
         obj = getattr(obj, part)
@@ -246,8 +395,13 @@ class ProcessReader:
                  kernel_module_name: str) -> None:
         self.context = context
         self.kernel_module_name = kernel_module_name
-        self.layout, self._access = _probe(context, kernel_module_name)
-        eprocess = context.modules[kernel_module_name].get_type("_EPROCESS")
+        eprocess = check_process_type(context, kernel_module_name)
+        try:
+            self.layout, self._access = _probe(context, kernel_module_name)
+        except (exceptions.SymbolError, KeyError, AttributeError, TypeError) as excp:
+            raise _mismatch(context, kernel_module_name, "_EPROCESS",
+                            f"a member type of _EPROCESS or _KPROCESS is not defined "
+                            f"({excp})") from None
         paths = {"pid": "UniqueProcessId", "ppid": "InheritedFromUniqueProcessId",
                  "name": "ImageFileName", **self._access}
         if "protection" in paths:
@@ -255,11 +409,19 @@ class ProcessReader:
         paths.pop("trusted_app", None)  # a bit of the SecureState word, decoded by derive
         if "image_path" in paths:
             paths[_IMAGE_NAME_POINTER] = paths.pop("image_path")
-        self._slots = {attribute: _locate(context, eprocess, path)
-                       for attribute, path in paths.items()}
+        self._slots = {}
+        for attribute, path in paths.items():
+            try:
+                self._slots[attribute] = _locate(context, eprocess, path)
+            except (exceptions.SymbolError, KeyError, AttributeError, TypeError) as excp:
+                raise _mismatch(context, kernel_module_name, f"_EPROCESS.{path}",
+                                f"_EPROCESS.{path} has a type the table does not define "
+                                f"({excp})") from None
         self._span = max(slot.offset + slot.length for slot in self._slots.values())
         self._strings = (_UnicodeStringReader(context, kernel_module_name)
                          if "image_path" in self._access else None)
+        self._kernel_space = kernel_space_start(
+            context.layers[context.modules[kernel_module_name].layer_name])
 
     def _image_path(self, layer, pointer: int) -> str | None:
         """The audit image name the pointer leads to; None where it is NULL (System)."""
@@ -287,7 +449,17 @@ class ProcessReader:
                 vollog.debug(f"Process at {proc.vol.offset:#x}: audit image name: {excp}")
                 unreadable.add("image_path")
         return ProcessFields(offset=proc.vol.offset, linked=linked, layout=self.layout,
-                             unreadable=frozenset(unreadable), **values)
+                             unreadable=frozenset(unreadable), problems=self._placement(proc),
+                             **values)
+
+    def _placement(self, proc: interfaces.objects.ObjectInterface) -> tuple[str, ...]:
+        """Why the object cannot be an EPROCESS where it lies: the kernel allocates processes
+        in kernel space, so one in user space came from a corrupt link (e.g. into the user
+        alias of KUSER_SHARED_DATA) and its fields are not a process's."""
+        if proc.vol.offset < self._kernel_space:
+            return (f"EPROCESS at {proc.vol.offset:#x} lies in user space, where the kernel "
+                    "never allocates a process: a corrupt list link, not a process",)
+        return ()
 
     def read_fields(self, proc: interfaces.objects.ObjectInterface, *,
                     linked: bool = True) -> ProcessFields:
@@ -319,7 +491,8 @@ class ProcessReader:
             attempt("image_path", lambda: self._image_path(
                 layer, int(proc.SeAuditProcessCreationInfo.ImageFileName)))
         return ProcessFields(offset=proc.vol.offset, linked=linked, layout=self.layout,
-                             unreadable=frozenset(unreadable), **values)
+                             unreadable=frozenset(unreadable), problems=self._placement(proc),
+                             **values)
 
 
 def _decode_name(data: bytes) -> str:
@@ -372,24 +545,78 @@ def process_selection_requirements(*, architectures: list[str], pid_description:
 
 
 def iter_processes(context: interfaces.context.ContextInterface, kernel_module_name: str, *,
-                   scan: bool = False, pids: Iterable[int] | None = None
+                   scan: bool = False, pids: Iterable[int] | None = None,
+                   problems: list[str] | None = None
                    ) -> Iterator[tuple[interfaces.objects.ObjectInterface, bool]]:
     """``(EPROCESS, linked)`` for every process of the active list, then (with ``scan``) those the
     pool scanner finds that the list does not hold (``linked`` False). ``pids`` filters both.
-    A walk or scan that hits unreadable memory ends there with a warning; what it found stays."""
+
+    A walk or scan that hits unreadable memory ends there; what it found stays. Whatever makes
+    the listing incomplete — an unreadable list or scan, a list that does not lead back to its
+    head (cut, or looping) — is logged as a warning and appended to ``problems``. Finding no
+    process at all, unfiltered, raises :class:`SymbolTableMismatch`: every Windows kernel has
+    processes, so the symbol table does not fit the kernel (or its memory is ruined)."""
     leave_out = _pid_filter(pids)
     seen: set[int] = set()
+    listed = found = 0
+
+    def problem(message: str) -> None:
+        vollog.warning(message)
+        if problems is not None:
+            problems.append(message)
+
+    list_problem = active_list_problem(context, kernel_module_name)
+    if list_problem:
+        problem(list_problem)
+    active = []
     try:
         for proc in pslist.PsList.list_processes(context, kernel_module_name,
                                                  filter_func=leave_out):
-            seen.add(proc.vol.offset)
-            yield proc, True
+            active.append(proc)
     except exceptions.InvalidAddressException as excp:
-        vollog.warning(f"Active process list unreadable at {excp.invalid_address:#x}; "
-                       "the listing is partial")
-    if not scan:
+        problem(f"Active process list unreadable at {excp.invalid_address:#x}; "
+                "the listing is partial")
+    if active and not pids and not any(_has_process_id(proc) for proc in active):
+        raise _mismatch(context, kernel_module_name, "_EPROCESS.UniqueProcessId",
+                        f"none of the {len(active)} processes of the active process list has "
+                        "a process id Windows issues (the table's _EPROCESS offsets are not "
+                        "this kernel's)")
+    for proc in active:
+        seen.add(proc.vol.offset)
+        listed += 1
+        yield proc, True
+    if scan:
+        found, also_listed = yield from _scanned(context, kernel_module_name, leave_out, seen,
+                                                 problem)
+        if listed and found and not also_listed and not list_problem and not pids:
+            # A closed ring of objects none of which the pool holds: the list is fine, the
+            # offsets the table gives for walking it are not.
+            raise _mismatch(context, kernel_module_name, "_EPROCESS.ActiveProcessLinks",
+                            f"none of the {listed} processes of the active process list is "
+                            f"among the {found} the pool scan finds (_EPROCESS."
+                            "ActiveProcessLinks is not where the table puts it)")
+    if listed + found or pids:
         return
+    where = "in the active process list" + (" nor by pool scanning" if scan else "")
+    raise _mismatch(context, kernel_module_name, "PsActiveProcessHead",
+                    f"no process found {where}"
+                    + (f" ({list_problem.replace('The ', 'the ', 1)})" if list_problem else "")
+                    + ("" if scan else "; --scan also searches the pool"))
+
+
+def _has_process_id(proc: interfaces.objects.ObjectInterface) -> bool:
+    try:
+        return is_process_id(int(proc.UniqueProcessId))
+    except exceptions.InvalidAddressException:
+        return False
+
+
+def _scanned(context, kernel_module_name: str, leave_out, seen: set[int], problem
+             ) -> Iterator[tuple[interfaces.objects.ObjectInterface, bool]]:
+    """The pool scan's processes that the list did not hold; returns how many, and how many
+    the scan found that the list held too."""
     kernel = context.modules[kernel_module_name]
+    found = also_listed = 0
     try:
         for proc in psscan.PsScan.scan_processes(context, kernel_module_name,
                                                  filter_func=leave_out):
@@ -408,20 +635,68 @@ def iter_processes(context: interfaces.context.ContextInterface, kernel_module_n
                     continue
                 proc = virtual
             if proc.vol.offset in seen:
+                also_listed += 1
                 continue
             seen.add(proc.vol.offset)
+            found += 1
             yield proc, False
     except exceptions.InvalidAddressException as excp:
-        vollog.warning(f"Pool scan stopped at unreadable {excp.invalid_address:#x}; "
-                       "the scan is partial")
+        problem(f"Pool scan stopped at unreadable {excp.invalid_address:#x}; the scan is partial")
+    return found, also_listed
+
+
+def active_list_problem(context: interfaces.context.ContextInterface,
+                        kernel_module_name: str) -> str | None:
+    """Why the active process list is not a closed ring, or None when following the Flinks from
+    PsActiveProcessHead leads back to it. Volatility's walk (forward, then backward) stops
+    silently at an unreadable link or an entry it has seen, so a cut or a loop would otherwise
+    pass for a short list."""
+    kernel = context.modules[kernel_module_name]
+    try:
+        head = kernel.object(object_type="_LIST_ENTRY",
+                             offset=kernel.get_symbol("PsActiveProcessHead").address)
+    except exceptions.SymbolError as excp:
+        raise _mismatch(context, kernel_module_name, "PsActiveProcessHead",
+                        f"it has no PsActiveProcessHead or _LIST_ENTRY ({excp})") from None
+    layer = context.layers[head.vol.layer_name]
+    width = head.vol.size // 2  # Flink, then Blink
+    start = head.vol.offset
+    address, visited = start, {start}
+    for count in range(MAX_LIST_ENTRIES):
+        try:
+            link = int.from_bytes(layer.read(address, width), "little") & layer.address_mask
+        except exceptions.InvalidAddressException:
+            if not count:
+                return f"PsActiveProcessHead at {address:#x} cannot be read"
+            return (f"The active process list is cut after {_entries(count)}: the entry at "
+                    f"{address:#x} cannot be read")
+        if link == start:
+            return None if count else "The active process list (PsActiveProcessHead) is empty"
+        if link in visited:
+            return (f"The active process list loops: entry {count} links back to "
+                    f"{link:#x} instead of returning to PsActiveProcessHead")
+        if not layer.is_valid(link, width):
+            if not count:
+                return f"PsActiveProcessHead at {address:#x} links to unreadable {link:#x}"
+            return (f"The active process list is cut after {_entries(count)}: the entry at "
+                    f"{address:#x} links to unreadable {link:#x}")
+        visited.add(link)
+        address = link
+    return f"The active process list has more than {MAX_LIST_ENTRIES:,} entries (corrupt)"
+
+
+def _entries(count: int) -> str:
+    return f"{count:,} entr{'y' if count == 1 else 'ies'}"
 
 
 def read_processes(context: interfaces.context.ContextInterface, kernel_module_name: str, *,
                    scan: bool = False, pids: Iterable[int] | None = None,
-                   progress_callback: ProgressCallback = None) -> Iterator[ProcessFields]:
+                   progress_callback: ProgressCallback = None,
+                   problems: list[str] | None = None) -> Iterator[ProcessFields]:
     """:func:`read_process` over :func:`iter_processes`, reporting progress per process."""
     reader = ProcessReader(context, kernel_module_name)
-    found = list(iter_processes(context, kernel_module_name, scan=scan, pids=pids))
+    found = list(iter_processes(context, kernel_module_name, scan=scan, pids=pids,
+                                problems=problems))
     for index, (proc, linked) in enumerate(found):
         if progress_callback:
             progress_callback(100.0 * index / max(len(found), 1), "Reading processes")
