@@ -30,7 +30,10 @@ Two things keep the counts honest about what the dump could hold:
 
 Pages are read only to tell zero from content, a chunk at a time; no byte of a page is returned,
 logged or kept. Page tables that are missing, loop, or point outside the dump make the result
-partial; they never raise.
+partial; they never raise. So do a DirectoryTableBase that cannot be a PML4 (0, beyond the dump,
+no self-map entry), a PTE mapping one of the walk's own page tables (that page is not counted)
+and a VAD tree that cannot be walked whole (its root in user space, fewer VADs than the
+process's VadCount).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from volatility3.plugins.windows import vadinfo
 from ..structs.crashdump import DUMP_TYPE_BITMAP, DUMP_TYPE_LIVE_KERNEL
 from ..structs.paging import ADDRESS_MASK, PAGE_SIZE_BIT, PRESENT
 from .derive import ControlGroup, DerivedProcess, ProcessPages, RegionPages
+from .reader import kernel_space_start
 
 vollog = logging.getLogger(__name__)
 
@@ -185,7 +189,36 @@ def walk_user_page_tables(read_table: Callable[[int], bytes | None], dtb: int,
                         emit(base + i1, (e1 & ADDRESS_MASK) >> PAGE_SHIFT, 1)
     if last[0] is not None:
         runs.append(Run(*last[0]))
-    return Walk(tuple(runs), tuple(problems))
+    kept, aliased = _without_table_frames(runs, sorted(address >> PAGE_SHIFT for address in seen))
+    return Walk(kept, tuple(problems) + aliased)
+
+
+def _without_table_frames(runs: Sequence[Run], table_pfns: Sequence[int]
+                          ) -> tuple[tuple[Run, ...], tuple[Problem, ...]]:
+    """``runs`` without the pages whose frame holds one of the walk's own page tables. Windows
+    never maps a page table into user space (the self-map lives in the kernel half), so such
+    an entry is corrupt or planted, and the page is a page table, not the process's memory:
+    it is left out of every count and reported."""
+    kept: list[Run] = []
+    problems: list[Problem] = []
+    for run in runs:
+        vpn, pfn, count = run.vpn, run.pfn, run.count
+        index = bisect.bisect_left(table_pfns, pfn)
+        while index < len(table_pfns) and table_pfns[index] < pfn + count:
+            table = table_pfns[index]
+            if table > pfn:
+                kept.append(Run(vpn, pfn, table - pfn))
+            va = (vpn + table - pfn) << PAGE_SHIFT
+            problems.append(Problem(f"the page at {va:#x} maps frame {table:#x}, which "
+                                    "holds one of this process's own page tables (a corrupt or "
+                                    "planted entry): not counted", va, va + PAGE_SIZE))
+            count -= table + 1 - pfn
+            vpn += table + 1 - pfn
+            pfn = table + 1
+            index += 1
+        if count:
+            kept.append(Run(vpn, pfn, count))
+    return tuple(kept), tuple(problems)
 
 
 class PhysicalMemory:
@@ -485,13 +518,26 @@ def vad_regions(context: interfaces.context.ContextInterface, kernel_module_name
         vollog.log(constants.LOGLEVEL_VV, f"MmProtectToValue unreadable: {excp}")
         protect_values = None
     regions: list[Region] = []
+    walked = 0
     try:
         root = proc.get_vad_root()
         layer = context.layers[root.vol.layer_name]
+        kernel_space = kernel_space_start(layer)
+        if root.vol.offset and root.vol.offset < kernel_space:
+            # VADs are pool allocations: a root in user space is a corrupt pointer, and what
+            # lies there is no tree (walking it would invent regions).
+            problems.append(Problem(f"VAD tree root at {root.vol.offset:#x} lies in user space, "
+                                    "where the kernel allocates no VAD: tree not walked"))
+            return regions, problems
         if root.vol.offset and not layer.is_valid(root.vol.offset, root.vol.size):
             # Volatility's traverse() silently yields nothing for an unreadable root.
             problems.append(Problem(f"VAD tree root at {root.vol.offset:#x} is not readable"))
         for vad in root.traverse():
+            walked += 1
+            if vad.vol.offset < kernel_space:
+                problems.append(Problem(f"VAD at {vad.vol.offset:#x} lies in user space: "
+                                        "a corrupt link, skipped"))
+                continue
             try:
                 start, end = int(vad.get_start()), int(vad.get_end())
                 tag = vad.get_tag()
@@ -513,7 +559,23 @@ def vad_regions(context: interfaces.context.ContextInterface, kernel_module_name
     except (exceptions.InvalidAddressException, RuntimeError, AttributeError) as excp:
         # RuntimeError is Volatility's "Vad tree is too deep" (a corrupt or looping tree).
         problems.append(Problem(f"VAD tree not fully readable: {excp}"))
+        return regions, problems
+    # Volatility's traverse() passes over a node it has seen (a loop), an untagged node and an
+    # unreadable child without a word; the kernel's own count of the process's VADs (MiInsertVad
+    # and MiRemoveVad keep _EPROCESS.VadCount) says whether the walk saw the whole tree.
+    expected = _vad_count(proc)
+    if expected is not None and walked != expected:
+        problems.append(Problem(f"the VAD tree walk found {walked:,} of the {expected:,} VADs "
+                                "that VadCount records (a loop, a cut or a damaged node): "
+                                "regions may be missing"))
     return regions, problems
+
+
+def _vad_count(proc) -> int | None:
+    try:
+        return int(proc.VadCount) if proc.has_member("VadCount") else None
+    except exceptions.InvalidAddressException:
+        return None
 
 
 def _directory_table_base(proc) -> int:
@@ -535,6 +597,27 @@ def shared_user_data_page(context: interfaces.context.ContextInterface,
         vollog.log(constants.LOGLEVEL_VV, f"KUSER_SHARED_DATA not mapped by the kernel: {excp}")
         return SharedPage()
     return SharedPage(pfn=offset >> PAGE_SHIFT)
+
+
+def dtb_problem(physical: PhysicalMemory, dtb: int) -> str | None:
+    """Why ``dtb`` cannot be the root of a Windows x64 address space, or None. Every Windows
+    PML4 maps itself through one of its kernel-half entries (the page-table self-map; the index
+    is fixed at 0x1ED before Windows 10 1607, random since) — the fact Volatility's own DTB scan
+    rests on (``framework/automagic/windows.py``, DtbSelfReferential)."""
+    frame = dtb & ADDRESS_MASK
+    if not frame:
+        return f"DirectoryTableBase is {dtb:#x}: no address space to walk"
+    if frame >= physical.extent:
+        return (f"DirectoryTableBase {dtb:#x} lies beyond the physical memory the dump "
+                f"describes (which ends at {physical.extent:#x})")
+    table = physical.read_table(frame)
+    if table is None:
+        return None  # the walk reports the PML4 missing from the dump
+    entries = _TABLE.unpack(table)[USER_PML4_ENTRIES:]
+    if not any(entry & PRESENT and entry & ADDRESS_MASK == frame for entry in entries):
+        return (f"DirectoryTableBase {dtb:#x} does not point at a PML4: the page has no "
+                "self-referencing entry, which every Windows x64 PML4 has")
+    return None
 
 
 def process_pages(context: interfaces.context.ContextInterface, kernel_module_name: str,
@@ -563,6 +646,9 @@ def process_pages(context: interfaces.context.ContextInterface, kernel_module_na
     except exceptions.InvalidAddressException as excp:
         return failed(f"DirectoryTableBase unreadable at {excp.invalid_address:#x}")
     physical = PhysicalMemory(context, kernel_layer.config["memory_layer"])
+    wrong = dtb_problem(physical, dtb)
+    if wrong:
+        return failed(wrong)
 
     def stage(low: float, high: float):
         if progress_callback is None:
