@@ -648,9 +648,10 @@ class ControlGroup:
 
 def is_control_candidate(process: DerivedProcess) -> bool:
     """A process whose user pages no hypervisor protects: normal, in the active list, not a
-    minimal (System-like) process, not System itself."""
+    minimal (System-like) process, not System itself, and nothing implausible about it."""
     return (process.verdict == NORMAL and process.linked and process.minimal is not True
-            and process.pid not in (None, 0, 4))
+            and process.pid not in (None, 0, 4)
+            and not process.fields.problems and not process.doubts)
 
 
 @dataclass(frozen=True)

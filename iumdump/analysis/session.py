@@ -12,11 +12,15 @@ terminal):
 3. :func:`open_kernel` builds ONE Volatility context and runs automagic ONCE for a Windows kernel
    module (as ``vol`` does for ``windows.psscan``): layers stacked, kernel found by its PDB GUID,
    symbol table loaded from ``-s`` directories, Volatility's own paths, or Volatility's download
-   (never with ``offline``). Volatility's failures become one-line errors.
+   (never with ``offline``). Volatility's failures become one-line errors. It runs inside
+   :func:`volatility_settings`, which gives Volatility a private cache and download directory
+   so that nothing outside the run's own directory is written or deleted.
 4. :func:`collect` lists every process once — the active list and one pool scan, through
    :mod:`.reader` — derives each with :mod:`.derive`, walks the user pages of a few normal
    processes (the control group) and of each secure process with :mod:`.pages`, and judges the
    secure processes' pages against the control group.
+   What makes the listing incomplete becomes a note (the report is partial); a symbol table
+   that does not fit the kernel is a one-line error.
 
 Volatility's own logging is captured for the report instead of being printed.
 """
@@ -38,6 +42,7 @@ from tqdm import tqdm
 from .. import hashing
 from ..errors import DumpFormatError, Error, InvalidInputError, SymbolError, TruncatedDumpError
 from ..structs import crashdump
+from .volatility_env import PrivateDirectory, symbol_search_path
 
 PAGE_SIZE = 0x1000
 BITMAP_CHUNK = 4 << 20  # reads of a crash dump's page bitmap while counting its pages
@@ -369,37 +374,80 @@ class _CapturedLogs(logging.Handler):
             self.messages.append(message)
 
 
+class VolatilityEnvironment:
+    """What :func:`volatility_settings` set up for one analysis: the captured log lines
+    (``messages``) and the private directory Volatility writes into (``private``)."""
+
+    def __init__(self, captured: _CapturedLogs, private: PrivateDirectory) -> None:
+        self._captured = captured
+        self.private = private
+
+    @property
+    def messages(self) -> list[str]:
+        return self._captured.messages
+
+    def location(self, dump: DumpFile) -> str:
+        """The URL Volatility opens for ``dump``."""
+        return self.private.location(dump.path)
+
+    def downloaded_tables(self) -> dict[str, bytes]:
+        """Symbol tables Volatility downloaded in this run (see :class:`PrivateDirectory`)."""
+        return self.private.downloaded_tables()
+
+
+_active: list[VolatilityEnvironment] = []  # innermost volatility_settings last
+
+
 @contextlib.contextmanager
-def volatility_settings(symbol_dirs: Sequence[str], offline: bool) -> Iterator[_CapturedLogs]:
-    """Set Volatility's process-wide settings for one analysis and restore them afterwards:
-    symbol search path (``-s`` directories first, then Volatility's defaults, as ``vol -s``),
-    offline mode (``vol --offline``), and logging captured rather than printed."""
+def volatility_settings(symbol_dirs: Sequence[str], offline: bool
+                        ) -> Iterator[VolatilityEnvironment]:
+    """Set Volatility's process-wide settings for one analysis and restore them afterwards.
+
+    - Nothing outside the run's own temporary directory is written or deleted: Volatility's
+      cache (``CACHE_PATH``, its ISF validation cache) and the directory it downloads symbol
+      tables into are private to this run, and that directory comes first on the symbol path,
+      ahead of the ``-s`` directories, because Volatility deletes a table it failed to fetch
+      from the first writable directory (:mod:`.volatility_env` has the details).
+    - The symbol search path is then the ``-s`` directories and Volatility's defaults, as
+      ``vol -s``; ``offline`` is ``vol --offline`` (Volatility refuses every download).
+    - Logging is captured rather than printed."""
     import volatility3.symbols
+    from volatility3 import schemas
     from volatility3.framework import constants
 
     saved_path = list(volatility3.symbols.__path__)
     saved_offline = constants.OFFLINE
+    saved_cache = constants.CACHE_PATH
+    saved_validations = schemas.cached_validation_filepath
     captured = _CapturedLogs()
     loggers = [logging.getLogger(name) for name in ("volatility3", "iumdump.analysis",
                                                     "vol_plugins")]
     saved_loggers = [(lg.propagate, lg.level) for lg in loggers]
-    volatility3.symbols.__path__ = ([os.path.abspath(d) for d in symbol_dirs]
-                                    + list(constants.SYMBOL_BASEPATHS))
+    private = PrivateDirectory(saved_cache)
+    environment = VolatilityEnvironment(captured, private)
+    volatility3.symbols.__path__ = symbol_search_path(private, symbol_dirs)
+    constants.CACHE_PATH = str(private.cache)
+    schemas.cached_validation_filepath = str(private.cache / "valid_isf.hashcache")
     constants.OFFLINE = bool(offline) or saved_offline
     for logger in loggers:
         logger.addHandler(captured)
         logger.propagate = False
         if logger.level == logging.NOTSET or logger.level > logging.WARNING:
             logger.setLevel(logging.WARNING)
+    _active.append(environment)
     try:
-        yield captured
+        yield environment
     finally:
+        _active.remove(environment)
         volatility3.symbols.__path__ = saved_path
         constants.OFFLINE = saved_offline
+        constants.CACHE_PATH = saved_cache
+        schemas.cached_validation_filepath = saved_validations
         for logger, (propagate, level) in zip(loggers, saved_loggers):
             logger.removeHandler(captured)
             logger.propagate = propagate
             logger.setLevel(level)
+        private.close()
 
 
 @dataclass(frozen=True)
@@ -453,8 +501,9 @@ def open_kernel(dump: DumpFile, *, offline: bool, progress_callback: ProgressCal
 
     configurable = psscan.PsScan
     context = contexts.Context()
-    context.config["automagic.LayerStacker.single_location"] = \
-        requirements.URIRequirement.location_from_file(str(dump.path))
+    context.config["automagic.LayerStacker.single_location"] = (
+        _active[-1].location(dump) if _active
+        else requirements.URIRequirement.location_from_file(str(dump.path)))
     automagics = automagic.choose_automagic(automagic.available(context), configurable)
     context.config["automagic.LayerStacker.stackers"] = stacker.choose_os_stackers(configurable)
     errors = automagic.run(automagics, context, configurable, _BASE_CONFIG_PATH,
@@ -496,12 +545,50 @@ def _explain_unsatisfied(context, kernel_path: str, dump: DumpFile, offline: boo
     guid_age = f"{found['GUID'].upper()}-{found['age']}"
     pdb = found["pdb_name"]
     where = f"windows/{pdb}/{guid_age}.json.xz"
+    unusable = _unusable_table(pdb, guid_age)
+    if unusable is not None:
+        return unusable
     if offline:
         return SymbolError(f"no symbol table for kernel {guid_age}; pass -s DIR holding {where}, "
                            "or run without --offline to let Volatility download it",
                            path=dump.given)
     return SymbolError(f"no symbol table for kernel {guid_age} and Volatility could not download "
                        f"it; pass -s DIR holding {where}", path=dump.given)
+
+
+def _unusable_table(pdb: str, guid_age: str) -> Error | None:
+    """A table for the kernel that is on the symbol path but that Volatility did not load: name
+    the file and say why (it is not readable ISF, or it describes another kernel)."""
+    import volatility3.symbols
+
+    from ..isf import SymbolTable
+    from .volatility_env import ISF_SUFFIXES
+
+    for directory in volatility3.symbols.__path__:
+        for suffix in ISF_SUFFIXES:
+            candidate = Path(directory, "windows", pdb, guid_age + suffix)
+            if not candidate.is_file():
+                continue
+            if suffix not in (".json", ".json.xz"):
+                return SymbolError(f"symbol table for kernel {guid_age} cannot be loaded by "
+                                   "Volatility; replace it with a good copy", path=str(candidate))
+            try:
+                table = SymbolTable.load(candidate)
+                named = f"{table.guid}-{table.age}"
+            except SymbolError as err:
+                return SymbolError(f"unusable symbol table for kernel {guid_age}: "
+                                   f"{err.message}; replace it with a good copy",
+                                   path=str(candidate))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                named = "no kernel"
+            if named != guid_age:
+                return SymbolError(f"is named for kernel {guid_age} but its metadata describes "
+                                   f"{named}: not the symbol table of this kernel",
+                                   path=str(candidate))
+            return SymbolError(f"symbol table for kernel {guid_age} was not accepted by "
+                               "Volatility (not valid ISF?); replace it with a good copy",
+                               path=str(candidate))
+    return None
 
 
 def _kernel_pdb(context, layer, kvo: int) -> dict | None:
@@ -527,18 +614,15 @@ def kernel_info(context, kernel_module_name: str, dump: DumpFile) -> KernelInfo:
     from volatility3.framework import exceptions
     from volatility3.framework.layers import intel
 
+    from .reader import layer_stack
+
     kernel = context.modules[kernel_module_name]
     table = context.symbol_space[kernel.symbol_table_name]
     metadata = table.metadata
     pdb_guid = getattr(metadata, "pdb_guid", None)
     pdb_age = getattr(metadata, "pdb_age", None)
     layer = context.layers[kernel.layer_name]
-    stack: list[str] = []
-    current = layer
-    while current is not None:
-        stack.append(type(current).__name__)
-        below = current.config.get("memory_layer", None) or current.config.get("base_layer", None)
-        current = context.layers[below] if below in context.layers else None
+    stack = [type(each).__name__ for each in layer_stack(context, kernel.layer_name)]
 
     build, source = None, None
     try:
@@ -591,7 +675,7 @@ def collect(session: KernelSession, *, quiet: bool = False) -> Collected:
 
     from . import pages as page_accounting
     from . import reader
-    from .derive import derive_process
+    from .derive import believed_secure, derive_process
 
     context, kernel = session.context, session.kernel_module_name
     result = Collected()
@@ -601,13 +685,16 @@ def collect(session: KernelSession, *, quiet: bool = False) -> Collected:
     read = reader.ProcessReader(context, kernel)
     with phase_bar("Processes (active list, then pool scan)", quiet, unit=" processes") as bar:
         try:
-            for proc, linked in reader.iter_processes(context, kernel, scan=True):
+            for proc, linked in reader.iter_processes(context, kernel, scan=True,
+                                                      problems=result.notes):
                 process = derive_process(read(proc, linked=linked))
                 result.processes.append(process)
                 listed.append((proc, process))
-                if process.secure.secure:
+                if believed_secure(process):
                     secure_objects.append((proc, process))
                 bar.update(1)
+        except reader.SymbolTableMismatch:
+            raise
         except exceptions.VolatilityException as exc:
             # Keep what was listed; the report says the list may be incomplete.
             result.notes.append(f"process listing stopped early: {exc}")

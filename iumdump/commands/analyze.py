@@ -29,10 +29,14 @@ temporary file and renamed, and an existing report is never overwritten without 
 Volatility 3 reads the dump: raw memory, Windows crash dumps, LiME, and the other formats it
 stacks. The kernel's symbol table is looked up as Volatility does: the -s directories first, then
 Volatility's own symbol directories, then (unless --offline) Volatility downloads the PDB from
-Microsoft's symbol server and converts it.
+Microsoft's symbol server and converts it; a table downloaded so is saved as
+OUTDIR/symbols/windows/<pdb>/<GUID>-<AGE>.json.xz, for -s OUTDIR/symbols next time. Nothing is
+written outside OUTDIR: Volatility's cache and downloads go to a private temporary directory, so
+the files in the -s directories are never rewritten or deleted.
 
 Exit status: 0 on success; 2 with one line on stderr for bad input (a missing, empty, truncated or
-unrecognised dump, no Windows kernel in it, missing symbols, an existing report)."""
+unrecognised dump, no Windows kernel in it, missing, damaged or wrong symbols, an existing
+report)."""
 
 EPILOG = """\
 examples:
@@ -41,6 +45,10 @@ examples:
   iumdump analyze memory.dmp -o case-1234 --format json,bodyfile,case
   mactime -b case-1234/report.body -d -y        (the timeline, with the findings in it)
   vol -p "$(iumdump plugins)" -f memory.dmp windows.secureprocs   (the same checks as plugins)"""
+
+
+MAX_PRINTED_NOTES = 5  # reasons for a partial report printed in the summary
+SYMBOLS_DIR = "symbols"  # under OUTDIR: symbol tables Volatility downloaded during the run
 
 
 def default_output(dump: str) -> Path:
@@ -145,6 +153,8 @@ def analyze(dump: str, *, symbol_dirs: list[str] | tuple[str, ...] = (), offline
             collected = engine.collect(session, quiet=quiet)
             timings.update(collected.timings)
             volatility_log = list(logs.messages)
+            downloaded = {f"{SYMBOLS_DIR}/{name}": data
+                          for name, data in logs.downloaded_tables().items()}
         phase = time.monotonic()
         sha256 = hasher.result(quiet)
         timings["sha256_wait"] = time.monotonic() - phase
@@ -159,24 +169,42 @@ def analyze(dump: str, *, symbol_dirs: list[str] | tuple[str, ...] = (), offline
     found = findings_module.analyze(collected.processes, collected.pages, dump_file.format)
     from ..report.model import iso_time
 
-    return build_report(
+    kernel = session.kernel.as_dict()
+    if downloaded:
+        # The table lived in the run's private directory, removed by now: point at its copy.
+        kernel["symbols"] = next((name for name in downloaded if name.endswith(
+            os.path.basename(str(kernel["symbols"])))), kernel["symbols"])
+    report = build_report(
         dump={"path": str(dump_file.path), "size": dump_file.size, "sha256": sha256,
               "format": dump_file.format, "modified": iso_time(dump_file.mtime_ns / 1e9),
               "expected_size": dump_file.expected_size, "unchanged": changed is None,
               "dump_type": dump_file.dump_type,
               "summary_signature": dump_file.summary_signature},
-        kernel=session.kernel.as_dict(), processes=collected.processes, pages=collected.pages,
+        kernel=kernel, processes=collected.processes, pages=collected.pages,
         findings=found, started=started, finished=finished,
         options={"offline": bool(offline), "symbol_dirs": [os.path.abspath(d)
                                                            for d in symbol_dirs],
                  "formats": list(formats)},
         notes=notes, volatility_log=volatility_log, timings=timings, control=collected.control)
+    report.files = downloaded
+    return report
 
 
 def write(report: Report, paths: dict, *, force: bool) -> list[Path]:
+    """The reports, then the files saved beside them (a downloaded symbol table: kept for the
+    next run's ``-s OUTDIR/symbols``; one already there with the same content is left alone)."""
     out_dir = next(iter(paths.values())).parent
     prepare_directory(out_dir)
-    return write_reports({path: render(report, fmt) for fmt, path in paths.items()}, force=force)
+    written = write_reports({path: render(report, fmt) for fmt, path in paths.items()},
+                            force=force)
+    extra = {}
+    for name, data in report.files.items():
+        target = out_dir / name
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        prepare_directory(target.parent)
+        extra[target] = data
+    return written + write_reports(extra, force=force)
 
 
 def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=None) -> None:
@@ -207,11 +235,16 @@ def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=No
             print(f"  [{finding['severity']}] {finding['kind']}: {visible(finding['message'])}",
                   file=stream)
         if report.partial:
-            print("partial  part of the dump could not be read; see the report's notes",
-                  file=stream)
+            reasons = report.analysis.get("notes") or [
+                "fields or page tables of some processes could not be read (see the findings)"]
+            for reason in reasons[:MAX_PRINTED_NOTES]:
+                print(f"partial  {visible(reason)}", file=stream)
+            if len(reasons) > MAX_PRINTED_NOTES:
+                print(f"partial  … and {len(reasons) - MAX_PRINTED_NOTES} more in the report",
+                      file=stream)
         print("reports", file=stream)
-    for path in written:
-        print(f"  {path}" if not quiet else str(path), file=stream)
+    for path in written:  # visible: an output directory may be named anything, too
+        print(f"  {visible(path)}" if not quiet else visible(path), file=stream)
 
 
 def _run(args) -> int:
