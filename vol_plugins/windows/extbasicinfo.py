@@ -19,14 +19,18 @@ PROCESS_EXTENDED_BASIC_INFORMATION (IsProtectedProcess … IsTrustedApp), Flags,
 
 from __future__ import annotations
 
+import logging
 from typing import List
 
 from volatility3.framework import interfaces, renderers
 from volatility3.framework.renderers import format_hints
 
-from iumdump.analysis import reader
+from iumdump.analysis import reader, volatility_env
 from iumdump.analysis.derive import derive_process, extended_basic_information
 from iumdump.structs.process_info import FLAG_NAMES
+
+vollog = logging.getLogger(__name__)
+volatility_env.protect_symbol_directories()  # before vol's automagic: see volatility_env
 
 # (column, ProcessFields attribute, type) for the PROCESS_BASIC_INFORMATION part
 _BASIC_COLUMNS = (
@@ -45,7 +49,8 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
     _required_framework_version = (2, 26, 0)
 
     # 1.0.0 - first release: the columns of DESIGN §5
-    _version = (1, 0, 0)
+    # 1.1.0 - checks the dump file first; warns of objects outside kernel space
+    _version = (1, 1, 0)
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
@@ -78,6 +83,8 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
             progress_callback=self._progress_callback,
         ):
             process = derive_process(fields)
+            for problem in fields.problems:
+                vollog.warning(f"Process at {fields.offset:#x}: {problem}")
             flags = [
                 state.value if state.value is not None else reader.absent_value(state.reason)
                 for state in process.flags
@@ -95,6 +102,7 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
             )
 
     def run(self) -> renderers.TreeGrid:
+        reader.check_dump(self.context, self.config["kernel"])
         return renderers.TreeGrid(
             [
                 ("PID", int),

@@ -28,6 +28,11 @@ the build cannot give (no such field) is NotAvailableValue, one whose memory can
 UnreadableValue (both print ``-``; TrustletId prints N/A, NotApplicableValue, on builds without
 TrustletIdentity); the row is still produced. ``--scan`` adds processes the pool scanner finds
 that the active list does not hold (Linked False).
+
+Values are printed as the dump holds them; one no Windows kernel writes (an undefined
+Protection, a SecureState with its unused bit set or a handle no handle table issues, a process
+id that is not one) or an object outside kernel space is also warned about on stderr, in the
+words of the ``implausible-value`` and ``partial-analysis`` findings of ``iumdump analyze``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 from volatility3.plugins import timeliner
 
-from iumdump.analysis import reader
+from iumdump.analysis import reader, volatility_env
 from iumdump.analysis.derive import (
     ENCLAVE_HOST,
     INFERRED,
@@ -48,10 +53,10 @@ from iumdump.analysis.derive import (
     SECURE,
     DerivedProcess,
     derive_process,
-    is_defined_protection,
 )
 
 vollog = logging.getLogger(__name__)
+volatility_env.protect_symbol_directories()  # before vol's automagic: see volatility_env
 
 # The verdicts whose processes go on the timeline (a normal process is windows.pslist's business).
 TIMELINE_VERDICTS = (SECURE, MASQUERADE, ENCLAVE_HOST)
@@ -65,7 +70,8 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
     # 1.0.0 - first release: the columns of DESIGN §5
     # 1.1.0 - ImagePath appended as the last column; TimeLinerInterface (creation and exit of
     #         secure, masquerading and enclave-host processes)
-    _version = (1, 1, 0)
+    # 1.2.0 - checks the dump file first; warns of implausible values and non-kernel objects
+    _version = (1, 2, 0)
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
@@ -122,11 +128,8 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
                     f"Process at {fields.offset:#x}: unreadable "
                     f"{', '.join(sorted(fields.unreadable))}; row is partial"
                 )
-            if fields.protection is not None and not is_defined_protection(fields.protection):
-                vollog.warning(
-                    f"Process at {fields.offset:#x}: Protection {fields.protection:#04x} has a "
-                    "type or signer Windows does not define (smear or tampering?)"
-                )
+            for doubt in fields.problems + process.doubts:
+                vollog.warning(f"Process at {fields.offset:#x}: {doubt}")
             yield (
                 0,
                 (
@@ -179,6 +182,7 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
                 yield description, timeliner.TimeLinerType.MODIFIED, process.exit_time
 
     def run(self) -> renderers.TreeGrid:
+        reader.check_dump(self.context, self.config["kernel"])
         return renderers.TreeGrid(
             [
                 ("PID", int),

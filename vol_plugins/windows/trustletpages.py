@@ -21,11 +21,13 @@ of its own with the Verdict ``shared-user-data``: it is never the process's memo
 Partial rows: when part of the process cannot be seen — a page table missing from the dump or
 reached twice (a loop), frames beyond the physical memory the dump describes, an unreadable VAD
 tree — the counts are what could be seen and the Verdict says so with a `` (partial)`` suffix,
-e.g. ``inaccessible (partial)``. A process whose page tables cannot be walked at all gets one
-row spanning the user range with zero counts and a partial verdict. The reasons are logged.
+e.g. ``inaccessible (partial)``. A process whose page tables cannot be walked at all (its
+DirectoryTableBase is 0, beyond the dump or not a PML4) gets one row spanning the user range
+with zero counts and a partial verdict. The reasons are logged.
 
-By default the secure processes of the active list are walked; ``--scan`` adds those only the
-pool scanner finds (an unlinked trustlet), ``--pid`` selects processes (secure or not). Pages
+By default the secure processes of the active list are walked, except one whose secure state
+no kernel writes (a warning says so); ``--scan`` adds those only the pool scanner finds (an
+unlinked trustlet), ``--pid`` selects processes (secure or not). Pages
 are read only to tell zero from content: no page content is printed, logged or written.
 """
 
@@ -40,11 +42,12 @@ from volatility3.framework.renderers import format_hints
 from volatility3.plugins.windows import vadinfo
 
 from iumdump.analysis import pages as page_accounting
-from iumdump.analysis import reader
-from iumdump.analysis.derive import ControlGroup, ProcessPages, derive_process, derive_secure
+from iumdump.analysis import reader, volatility_env
+from iumdump.analysis.derive import ControlGroup, ProcessPages, believed_secure, derive_process
 from iumdump.analysis.findings import control_basis
 
 vollog = logging.getLogger(__name__)
+volatility_env.protect_symbol_directories()  # before vol's automagic: see volatility_env
 
 MAX_LOGGED_PROBLEMS = 10  # per process: a damaged table can report thousands
 
@@ -57,7 +60,8 @@ class TrustletPages(interfaces.plugins.PluginInterface):
     # 1.0.0 - first release: the columns of DESIGN §5, partial rows as "<verdict> (partial)"
     # 1.1.0 - verdicts judged against a control group of normal processes ("not-captured"); the
     #         shared user data page labelled "shared-user-data"; account_processes takes control
-    _version = (1, 1, 0)
+    # 1.2.0 - checks the dump file first; walks only processes whose secure state is plausible
+    _version = (1, 2, 0)
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
@@ -89,8 +93,14 @@ class TrustletPages(interfaces.plugins.PluginInterface):
         for proc, _linked in reader.iter_processes(context, kernel_module_name, scan=scan,
                                                    pids=pids):
             fields = read(proc)
-            if pids or derive_secure(fields).secure:
+            process = derive_process(fields)
+            if pids or believed_secure(process):
                 chosen.append((proc, fields))
+            elif process.secure.secure:
+                vollog.warning(
+                    f"PID {fields.pid} at {fields.offset:#x} not walked: "
+                    f"{'; '.join(fields.problems + process.doubts)} (--pid walks it anyway)"
+                )
         shared = page_accounting.shared_user_data_page(context, kernel_module_name)
         judged_by = None
         if control and chosen:
@@ -172,6 +182,7 @@ class TrustletPages(interfaces.plugins.PluginInterface):
                 )
 
     def run(self) -> renderers.TreeGrid:
+        reader.check_dump(self.context, self.config["kernel"])
         return renderers.TreeGrid(
             [
                 ("PID", int),
