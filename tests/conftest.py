@@ -18,6 +18,12 @@ memory="32M", seed=0, params=None) -> SynthResult``
 
 ``volatility.context(result)`` and ``volatility.kernel_module(result)`` give the dump's
 Volatility context and kernel module name (after a run) for calling Volatility's classmethods.
+
+``plugin_classes`` (iumdump's plugin classes as Volatility registered them),
+``plugin_session(dump)`` (a VolatilitySession on the dump's shared context) and ``patch(...)``
+(a copy of a dump to damage, tests/hostile.py) serve the plugin and hostile-input tests. (The
+plugin tests live in tests/plugins: a directory named vol_plugins there would shadow the package,
+since pytest puts tests/ on sys.path and a namespace package wins over the editable install.)
 """
 
 from __future__ import annotations
@@ -59,6 +65,13 @@ def profile_isf(profile: str) -> Path | None:
     if not path.is_file():
         pytest.skip(f"symbol table for profile {profile} not available ({path} is absent)")
     return path
+
+
+@pytest.fixture(scope="session")
+def real_isf():
+    """``real_isf(profile) -> Path``: a real symbol table of ../shared/isf ("14393", "19041");
+    skips the test when it is absent."""
+    return profile_isf
 
 
 @pytest.fixture(scope="session")
@@ -225,6 +238,54 @@ class VolatilityRunner:
 def volatility(tmp_path_factory) -> VolatilityRunner:
     logging.getLogger("volatility3").setLevel(logging.ERROR)
     return VolatilityRunner(tmp_path_factory.mktemp("volatility"))
+
+
+@pytest.fixture(scope="session")
+def plugin_classes(volatility):
+    """The plugin classes as Volatility registered them (``volatility3.plugins.windows.…``)."""
+    plugins = volatility.plugins
+    return {
+        "secureprocs": plugins["windows.secureprocs.SecureProcs"],
+        "extbasicinfo": plugins["windows.extbasicinfo.ExtBasicInfo"],
+        "trustletpages": plugins["windows.trustletpages.TrustletPages"],
+    }
+
+
+@pytest.fixture(scope="session")
+def plugin_session(volatility):
+    """Factory: ``plugin_session(dump) -> VolatilitySession`` on the dump's shared context.
+
+    The ``volatility`` fixture runs automagic for every plugin it runs; a VolatilitySession reuses
+    the kernel the first run found, so each plugin run costs only the plugin itself.
+    """
+    from iumdump.analysis.reader import VolatilitySession
+
+    sessions = {}
+
+    def get(dump):
+        key = Path(dump.dump_path)
+        if key not in sessions:
+            try:
+                name = volatility.kernel_module(dump)
+            except RuntimeError:  # no plugin ran on this dump yet: let one find the kernel
+                volatility.run(dump, "windows.pslist.PsList")
+                name = volatility.kernel_module(dump)
+            sessions[key] = VolatilitySession.for_module(volatility.context(dump), name)
+        return sessions[key]
+
+    return get
+
+
+@pytest.fixture
+def patch(synth_dump, plugin_session, tmp_path):
+    """Factory: ``patch(scenario="credential-guard", fmt="raw", profile="builtin") -> Patch``, a
+    copy of a synthesized dump in the test's directory to damage by name (tests/hostile.py)."""
+    from hostile import Patch
+
+    def make(scenario="credential-guard", fmt="raw", profile="builtin"):
+        original = synth_dump(scenario, fmt, profile)
+        return Patch(original, tmp_path, plugin_session(original))
+    return make
 
 
 @pytest.fixture(scope="session")
