@@ -252,8 +252,15 @@ def test_the_plugins_keep_downloads_out_of_the_symbol_directories():
 
 # -- 2. a symbol table that does not fit the kernel ---------------------------------------------
 
-def _edit(original, tmp_path: Path, change) -> Path:
-    return table_copy(original, tmp_path / "symbols", change)
+def _with_table(tmp_path: Path, dump, change, untouched, plugin: str = "secureprocs"
+                ) -> tuple[Run, subprocess.CompletedProcess, Path]:
+    """analyze and ``vol windows.<plugin>`` on ``dump`` with its table edited by ``change``;
+    the table and the dump must come out untouched. Returns both runs and the table's path."""
+    symbols = table_copy(dump, tmp_path / "symbols", change)
+    untouched(symbols, dump.dump_path)
+    table = next(symbols.rglob("*.json.xz"))
+    return (analyze(tmp_path, dump.dump_path, symbols), vol(tmp_path, dump.dump_path, symbols,
+                                                            plugin), table)
 
 
 def _eprocess(data: dict) -> dict:
@@ -270,39 +277,33 @@ def test_another_builds_table_under_this_kernels_name(tmp_path, synth_dump, real
     other = SymbolTable.load(real_isf("14393")).data
     other["metadata"]["windows"]["pdb"].update(GUID=dump.truth["kernel"]["pdb_guid"].upper(),
                                                age=dump.truth["kernel"]["pdb_age"])
-    symbols = _edit(dump, tmp_path, lambda data: (data.clear(), data.update(other)))
-    untouched(symbols, dump.dump_path)
-    refused(analyze(tmp_path, dump.dump_path, symbols), "/windows/ntkrnlmp.pdb/",
-            "symbol table does not fit the kernel in this dump: no process found")
-    done = vol(tmp_path, dump.dump_path, symbols, "secureprocs")
+    run, done, table = _with_table(tmp_path, dump, lambda data: (data.clear(),
+                                                                 data.update(other)), untouched)
+    refused(run, f"{table}: symbol table does not fit the kernel in this dump: no process found")
     assert done.returncode == 1 and "does not fit the kernel in this dump" in done.stderr
 
 
 def test_eprocess_offsets_of_another_build(tmp_path, synth_dump, untouched):
     """ActiveProcessLinks where this kernel does not keep it: the list is a closed ring of
     objects with no process id, which no process of the pool scan matches."""
-    dump = synth_dump("credential-guard", "raw")
-    symbols = _edit(dump, tmp_path,
-                    lambda data: _eprocess(data)["ActiveProcessLinks"].update(
-                        offset=_eprocess(data)["ActiveProcessLinks"]["offset"] + 0x100))
-    untouched(symbols, dump.dump_path)
-    refused(analyze(tmp_path, dump.dump_path, symbols), "symbol table does not fit the kernel",
+    links = lambda data: _eprocess(data)["ActiveProcessLinks"]  # noqa: E731
+    run, done, table = _with_table(tmp_path, synth_dump("credential-guard", "raw"),
+                                   lambda data: links(data).update(offset=links(data)["offset"]
+                                                                   + 0x100), untouched)
+    refused(run, f"{table}: symbol table does not fit the kernel",
             "none of the 19 processes of the active process list has a process id")
-    done = vol(tmp_path, dump.dump_path, symbols, "secureprocs")
     assert done.returncode == 1 and "has a process id Windows issues" in done.stderr
 
 
 def test_a_list_head_the_table_misplaces(tmp_path, synth_dump, untouched):
     """PsActiveProcessHead 1 MiB off: the list gives nothing. analyze still has the pool scan,
     and says the report is partial and why; the plugins without --scan refuse."""
-    dump = synth_dump("credential-guard", "raw")
-    symbols = _edit(dump, tmp_path,
-                    lambda data: data["symbols"]["PsActiveProcessHead"].update(
-                        address=data["symbols"]["PsActiveProcessHead"]["address"] + 0x10_0000))
-    untouched(symbols, dump.dump_path)
-    report = partial(analyze(tmp_path, dump.dump_path, symbols), "PsActiveProcessHead at ")
+    head = lambda data: data["symbols"]["PsActiveProcessHead"]  # noqa: E731
+    run, done, _table = _with_table(tmp_path, synth_dump("credential-guard", "raw"),
+                                    lambda data: head(data).update(address=head(data)["address"]
+                                                                   + 0x10_0000), untouched)
+    report = partial(run, "PsActiveProcessHead at ")
     assert report["summary"]["processes"] == 19 and report["summary"]["linked"] == 0
-    done = vol(tmp_path, dump.dump_path, symbols, "secureprocs")
     assert done.returncode == 1
     assert "no process found in the active process list" in done.stderr
 
@@ -320,13 +321,9 @@ def test_a_list_head_the_table_misplaces(tmp_path, synth_dump, untouched):
 def test_eprocess_without_its_fields(tmp_path, synth_dump, untouched, damage, expected):
     """Regression: a table whose _EPROCESS fields have undefined types raised SymbolError from
     reader._locate as a traceback."""
-    dump = synth_dump("credential-guard", "raw")
-    symbols = _edit(dump, tmp_path, damage)
-    untouched(symbols, dump.dump_path)
-    table = next(symbols.rglob("*.json.xz"))
-    refused(analyze(tmp_path, dump.dump_path, symbols), f"{table}: symbol table does not fit",
-            expected)
-    done = vol(tmp_path, dump.dump_path, symbols, "extbasicinfo")
+    run, done, table = _with_table(tmp_path, synth_dump("credential-guard", "raw"), damage,
+                                   untouched, "extbasicinfo")
+    refused(run, f"{table}: symbol table does not fit", expected)
     assert done.returncode == 1 and expected in done.stderr and "Traceback" not in done.stderr
 
 
@@ -465,6 +462,17 @@ def _trustlet_pages(report: dict, pid: int) -> dict:
     return next(p for p in report["pages"] if p["pid"] == pid)
 
 
+def _partial_pages(dump, trustlet: dict, tmp_path: Path, untouched, reason: str) -> dict:
+    """analyze on the damaged copy: the trustlet's page accounting, partial for ``reason``."""
+    untouched(dump.path, dump.original.symbols_dir)
+    run = analyze(tmp_path, dump.path, dump.original.symbols_dir)
+    assert run.code == 0, run.stderr
+    pages = _trustlet_pages(run.report, trustlet["pid"])
+    assert run.report["analysis"]["partial"] is True and pages["partial"] is True
+    assert any(reason in problem for problem in pages["problems"]), pages["problems"]
+    return pages
+
+
 @pytest.mark.parametrize("dtb, reason", [
     (0, "DirectoryTableBase is 0x0"),
     (0x7F_FFFF_F000, "lies beyond the physical memory the dump describes"),
@@ -482,13 +490,7 @@ def test_a_directory_table_base_that_cannot_be_one(patch, run_plugin, tmp_path, 
             dump.entry_address(trustlet["dtb"], first, 2), 8))
         dtb = entry & ADDRESS_MASK
     dump.write_field(trustlet["pid"], "Pcb.DirectoryTableBase", dtb)
-    untouched(dump.path, dump.original.symbols_dir)
-    run = analyze(tmp_path, dump.path, dump.original.symbols_dir)
-    assert run.code == 0, run.stderr
-    pages = _trustlet_pages(run.report, trustlet["pid"])
-    assert run.report["analysis"]["partial"] is True and pages["partial"] is True
-    assert any(reason in problem for problem in pages["problems"]), pages["problems"]
-    assert pages["pages"] == 0
+    assert _partial_pages(dump, trustlet, tmp_path, untouched, reason)["pages"] == 0
     (row,) = run_plugin(dump.result, "trustletpages", pid=[trustlet["pid"]])
     assert row["Verdict"] == "inaccessible" + PARTIAL_SUFFIX and row["Pages"] == 0
 
@@ -537,12 +539,7 @@ def test_a_vad_tree_that_cannot_be_walked(patch, plugin_session, run_plugin, tmp
         child = root.get_left_child() if root.get_left_child() else root.get_right_child()
         dump.write_virtual(child.vol.offset, struct.pack("<Q", root.vol.offset | 0xFFFF << 48))
         reason = "VADs that VadCount records"
-    untouched(dump.path, dump.original.symbols_dir)
-    run = analyze(tmp_path, dump.path, dump.original.symbols_dir)
-    assert run.code == 0, run.stderr
-    pages = _trustlet_pages(run.report, trustlet["pid"])
-    assert run.report["analysis"]["partial"] is True and pages["partial"] is True
-    assert any(reason in problem for problem in pages["problems"]), pages["problems"]
+    pages = _partial_pages(dump, trustlet, tmp_path, untouched, reason)
     assert pages["pages"] == trustlet["pages"]["mapped"]  # the page tables still count them
     rows = run_plugin(dump.result, "trustletpages", pid=[trustlet["pid"]])
     assert rows and all(row["Verdict"].endswith(PARTIAL_SUFFIX) for row in rows)
