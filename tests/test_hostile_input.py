@@ -211,8 +211,9 @@ def test_a_downloaded_table_is_saved_beside_the_report(tmp_path, synth_dump, mon
 
 
 def test_offline_analysis_writes_only_in_its_private_directory(synth_dump, tmp_path):
-    """The settings every analysis runs under: a private cache and symbol output first on the
-    path, offline, and all of it restored and removed afterwards."""
+    """The settings every analysis runs under: a private symbol output first on the path,
+    iumdump's own Volatility cache, offline, and all of it restored (the output removed)
+    afterwards."""
     import volatility3.symbols
     from volatility3 import schemas
     from volatility3.framework import constants
@@ -224,8 +225,9 @@ def test_offline_analysis_writes_only_in_its_private_directory(synth_dump, tmp_p
     with volatility_settings([str(tmp_path)], offline=True) as settings:
         private = settings.private.path
         assert volatility3.symbols.__path__[:2] == [str(private / "symbols"), str(tmp_path)]
-        assert constants.CACHE_PATH == str(private / "cache") and constants.OFFLINE is True
-        assert schemas.cached_validation_filepath.startswith(str(private))
+        own = Path(before[1]).parent / "iumdump" / "volatility3"
+        assert constants.CACHE_PATH == str(own) and constants.OFFLINE is True
+        assert schemas.cached_validation_filepath == str(own / "valid_isf.hashcache")
     assert (list(volatility3.symbols.__path__), constants.CACHE_PATH, constants.OFFLINE,
             schemas.cached_validation_filepath) == before
     assert not private.exists()

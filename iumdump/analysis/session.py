@@ -403,11 +403,11 @@ def volatility_settings(symbol_dirs: Sequence[str], offline: bool
                         ) -> Iterator[VolatilityEnvironment]:
     """Set Volatility's process-wide settings for one analysis and restore them afterwards.
 
-    - Nothing outside the run's own temporary directory is written or deleted: Volatility's
-      cache (``CACHE_PATH``, its ISF validation cache) and the directory it downloads symbol
-      tables into are private to this run, and that directory comes first on the symbol path,
-      ahead of the ``-s`` directories, because Volatility deletes a table it failed to fetch
-      from the first writable directory (:mod:`.volatility_env` has the details).
+    - Volatility writes nothing of the analyst's: the directory it downloads symbol tables into
+      is private to this run and comes first on the symbol path, ahead of the ``-s``
+      directories, because Volatility deletes a table it failed to fetch from the first
+      writable directory; its cache (``CACHE_PATH``, the ISF validation cache) is iumdump's
+      own (:mod:`.volatility_env` has the details).
     - The symbol search path is then the ``-s`` directories and Volatility's defaults, as
       ``vol -s``; ``offline`` is ``vol --offline`` (Volatility refuses every download).
     - Logging is captured rather than printed."""
@@ -427,7 +427,8 @@ def volatility_settings(symbol_dirs: Sequence[str], offline: bool
     environment = VolatilityEnvironment(captured, private)
     volatility3.symbols.__path__ = symbol_search_path(private, symbol_dirs)
     constants.CACHE_PATH = str(private.cache)
-    schemas.cached_validation_filepath = str(private.cache / "valid_isf.hashcache")
+    schemas.cached_validation_filepath = str(private.validations)
+    schemas.cached_validations.update(private.known_validations())
     constants.OFFLINE = bool(offline) or saved_offline
     for logger in loggers:
         logger.addHandler(captured)

@@ -16,11 +16,15 @@ iumdump therefore puts a directory of its own first on the symbol path, so Volat
 and deletions land there:
 
 - :class:`PrivateDirectory` (``iumdump analyze``, and everything built on
-  :func:`iumdump.analysis.session.volatility_settings`) is a fresh temporary directory per run
-  holding Volatility's cache (``CACHE_PATH``: identifier cache, ISF validation cache) and the
-  symbol output directory. The identifier cache starts as a read-only copy of Volatility's own,
-  so tables Volatility already indexed are not read again. A table Volatility downloads into it
-  is handed back (:meth:`PrivateDirectory.downloaded_tables`) before the directory is removed.
+  :func:`iumdump.analysis.session.volatility_settings`) is a fresh temporary directory per run,
+  the symbol output directory; a table Volatility downloads into it is handed back
+  (:meth:`PrivateDirectory.downloaded_tables`) before the directory is removed. Volatility's
+  cache (``CACHE_PATH``: the identifier cache and the ISF validation cache) is iumdump's own,
+  ``<cache>/iumdump/volatility3`` beside Volatility's ``<cache>/volatility3``: indexing and
+  validating a real kernel's table takes Volatility some 15 seconds, which a cache thrown away
+  after each run would cost every run. It starts as a read-only copy of Volatility's identifier
+  cache, and holds nothing but Volatility's index of the tables (a temporary one is used when it
+  cannot be written).
 - :func:`protect_symbol_directories` (the plugins, at import: under ``vol`` they are imported
   after ``-s`` and ``--cache-path`` took effect and before automagic looks for the kernel) moves
   Volatility's own download directory, ``CACHE_PATH/symbols``, to the front of the symbol path,
@@ -30,6 +34,7 @@ and deletions land there:
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import sqlite3
@@ -38,18 +43,22 @@ import urllib.parse
 from pathlib import Path
 
 ISF_SUFFIXES = (".json", ".json.xz", ".json.gz", ".json.bz2")  # Volatility's ISF_EXTENSIONS
+VALIDATIONS_FILENAME = "valid_isf.hashcache"  # volatility3/schemas/__init__.py
 
 
 class PrivateDirectory:
-    """A temporary directory for one analysis: Volatility's cache and symbol output, and a link
-    to the dump when Volatility cannot open its path. :meth:`close` removes it."""
+    """A temporary directory for one analysis — Volatility's symbol output, and a link to the
+    dump when Volatility cannot open its path — and the cache directory Volatility is given.
+    :meth:`close` removes the temporary directory."""
 
     def __init__(self, volatility_cache: str) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="iumdump-volatility-"))
-        self.cache = self.path / "cache"
         self.symbols = self.path / "symbols"
-        self.cache.mkdir()
         self.symbols.mkdir()
+        self.cache = own_cache(Path(volatility_cache))
+        if self.cache is None:
+            self.cache = self.path / "cache"
+            self.cache.mkdir()
         self._seed_identifier_cache(Path(volatility_cache))
 
     def _seed_identifier_cache(self, volatility_cache: Path) -> None:
@@ -59,7 +68,7 @@ class PrivateDirectory:
 
         source = volatility_cache / constants.IDENTIFIERS_FILENAME
         target = self.cache / constants.IDENTIFIERS_FILENAME
-        if not source.is_file():
+        if not source.is_file() or target.exists():
             return
         try:
             reader = sqlite3.connect(f"file:{urllib.parse.quote(str(source))}?mode=ro", uri=True)
@@ -73,6 +82,23 @@ class PrivateDirectory:
                 reader.close()
         except (sqlite3.Error, OSError):
             target.unlink(missing_ok=True)
+
+    @property
+    def validations(self) -> Path:
+        """Volatility's cache of validated ISF hashes (``schemas.cached_validation_filepath``)."""
+        return self.cache / VALIDATIONS_FILENAME
+
+    def known_validations(self) -> set[str]:
+        """The hashes of tables already validated, as ``schemas.load_cached_validations`` reads
+        them (it does so once, from Volatility's own cache, when ``volatility3.schemas`` is
+        imported)."""
+        try:
+            with open(self.validations, encoding="utf-8") as handle:
+                found = json.load(handle)
+        except (OSError, ValueError):
+            return set()
+        return {item for item in found if isinstance(item, str)} if isinstance(found, list) \
+            else set()
 
     def location(self, path: Path) -> str:
         """The URL Volatility opens for the file at ``path``. Volatility's file URLs are UTF-8
@@ -100,6 +126,13 @@ class PrivateDirectory:
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def own_cache(volatility_cache: Path) -> Path | None:
+    """iumdump's cache directory for Volatility, ``<cache>/iumdump/volatility3`` beside
+    Volatility's ``<cache>/volatility3``; None when it cannot be created or written."""
+    target = volatility_cache.parent / "iumdump" / "volatility3"
+    return target if _writable(str(target)) else None
 
 
 def _ascii_suffixes(path: Path) -> list[str]:

@@ -30,9 +30,10 @@ Volatility 3 reads the dump: raw memory, Windows crash dumps, LiME, and the othe
 stacks. The kernel's symbol table is looked up as Volatility does: the -s directories first, then
 Volatility's own symbol directories, then (unless --offline) Volatility downloads the PDB from
 Microsoft's symbol server and converts it; a table downloaded so is saved as
-OUTDIR/symbols/windows/<pdb>/<GUID>-<AGE>.json.xz, for -s OUTDIR/symbols next time. Nothing is
-written outside OUTDIR: Volatility's cache and downloads go to a private temporary directory, so
-the files in the -s directories are never rewritten or deleted.
+OUTDIR/symbols/windows/<pdb>/<GUID>-<AGE>.json.xz, for -s OUTDIR/symbols next time. The files
+in the -s directories are never rewritten or deleted: Volatility's downloads go to a private
+temporary directory, its index of the symbol tables to iumdump's own cache
+(~/.cache/iumdump/volatility3).
 
 Exit status: 0 on success; 2 with one line on stderr for bad input (a missing, empty, truncated or
 unrecognised dump, no Windows kernel in it, missing, damaged or wrong symbols, an existing
