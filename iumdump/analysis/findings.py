@@ -139,6 +139,7 @@ def describe(process: DerivedProcess) -> str:
     """``LsaIso.exe (PID 712)`` with unreadable parts spelled out; the name is as the dump has it
     (renderers escape it)."""
     name = process.name if process.name is not None else "<unreadable name>"
+    name = name or "<no name>"
     pid = process.pid if process.pid is not None else "unreadable"
     return f"{name} (PID {pid})"
 

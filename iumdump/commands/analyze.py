@@ -236,8 +236,7 @@ def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=No
             print(f"  [{finding['severity']}] {finding['kind']}: {visible(finding['message'])}",
                   file=stream)
         if report.partial:
-            reasons = report.analysis.get("notes") or [
-                "fields or page tables of some processes could not be read (see the findings)"]
+            reasons = partial_reasons(report) or ["see the findings"]
             for reason in reasons[:MAX_PRINTED_NOTES]:
                 print(f"partial  {visible(reason)}", file=stream)
             if len(reasons) > MAX_PRINTED_NOTES:
@@ -246,6 +245,23 @@ def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=No
         print("reports", file=stream)
     for path in written:  # visible: an output directory may be named anything, too
         print(f"  {visible(path)}" if not quiet else visible(path), file=stream)
+
+
+def partial_reasons(report: Report) -> list[str]:
+    """Why the report is partial, one sentence each: the analysis notes, then each process
+    that is not what it seems or has unreadable fields, then each page walk's problems."""
+    reasons = list(report.analysis.get("notes") or [])
+    for process in report.processes:
+        who = f"{process['name'] or '<no name>'} (PID {process['pid']})"
+        reasons += [f"{who}: {problem}" for problem in process.get("problems", [])]
+        if process.get("unreadable"):
+            reasons.append(f"{who}: unreadable {', '.join(process['unreadable'])}")
+    for entry in report.pages:
+        problems = entry.get("problems") or [problem for region in entry["regions"]
+                                             for problem in region.get("problems", [])]
+        reasons += [f"pages of {entry['name']} (PID {entry['pid']}): {problem}"
+                    for problem in dict.fromkeys(problems)]
+    return reasons
 
 
 def _run(args) -> int:
