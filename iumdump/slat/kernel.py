@@ -1,14 +1,17 @@
 """The synthetic Windows kernel, laid out by a symbol table.
 
-Everything Volatility 3 needs to find and walk a Windows 10 x64 kernel is written into guest
-memory with every field placed **by name** through the symbol table (ISF) of the kernel being
-imitated — the built-in profile or a real ntkrnlmp ISF:
+Everything Volatility 3 and MemProcFS need to find and walk a Windows 10 x64 kernel is written
+into guest memory with every field placed **by name** through the symbol table (ISF) of the
+kernel being imitated — the built-in profile or a real ntkrnlmp ISF:
 
 * the page maps: the system PML4 (in the range Volatility's DTB scan covers) with its randomized
-  self-map entry, one PML4 per process sharing the kernel half;
-* the kernel image at a 2 MiB-aligned randomized base: MZ/PE headers with a CodeView (RSDS) debug
-  record naming ntkrnlmp.pdb with the ISF's GUID and age; only pages something is written to are
-  backed;
+  self-map entry and a slot for each system region (iumdump.slat.kspace: PFN database at
+  MmPfnDatabase, non-paged and paged pool, session space, kernel stacks, KUSER_SHARED_DATA, the
+  boot images), one PML4 per process sharing the kernel half;
+* ntoskrnl.exe at a 2 MiB-aligned randomized base, its whole SizeOfImage mapped (2 MiB pages
+  without VBS, per-section 4 KiB pages with it): the header page with the section table and a
+  CodeView (RSDS) record naming ntkrnlmp.pdb with the ISF's GUID and age, and the export directory
+  naming ntoskrnl.exe (iumdump.slat.peimage); hal.dll beside it;
 * the debugger data: KdVersionBlock (_DBGKD_GET_VERSION64) and an unencoded KdDebuggerDataBlock
   (_KDDEBUGGER_DATA64, laid out by Volatility's own kdbg.json), and the x64 low stub
   (PROCESSOR_START_BLOCK) in the first MiB, so both of Volatility's kernel-finding methods work;
@@ -17,35 +20,44 @@ imitated — the built-in profile or a real ntkrnlmp ISF:
   ObpInfoMaskToOffset), executive objects in non-paged pool allocations with pool headers,
   optional object headers and object headers;
 * processes: EPROCESS in ``Proc`` allocations linked on PsActiveProcessHead (or not), threads in
-  ``Thre`` allocations on both thread lists, sessions, handle tables, WoW64 blocks, the secure
-  state of trustlets and enclave hosts, VAD trees of ``VadS``/``Vad `` nodes with image VADs
-  pointing through subsection and control area at a FILE_OBJECT, user pages.
+  ``Thre`` allocations on both thread lists with kernel stacks, sessions, handle tables (System's
+  holding handles to the processes), WoW64 blocks, the secure state of trustlets and enclave
+  hosts, VAD trees of ``VadS``/``Vad `` nodes (System's too) with image VADs pointing through
+  subsection and control area at a FILE_OBJECT, user pages with the image's PE header.
 
 Facts that are not in an ISF are cited where they are used: the PE/COFF layout comes from
 Volatility's pe.json (winnt.h), the CodeView record from the PDB 7.0 format, the low stub from the
 WRK's amd64.h, x64 pool headers from Volatility's poolheader-x64.json when an ISF lacks
-_POOL_HEADER, object type indices from Windows 10's ObTypeIndexTable.
+_POOL_HEADER, object type indices from Windows 10's ObTypeIndexTable, what a reader requires of
+the kernel from MemProcFS (vmm/vmmwininit.c, vmm/vmmwin.c).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import random
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
-
-from construct import Bytes, Const, CString, Int32ul, Struct as CStruct
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import InvalidInputError, ScenarioError, SymbolError
-from ..isf import Member, SymbolTable
+from ..isf import SymbolTable
 from ..structs.protection import parse_protection
+from .layout import Layout, Struct
 from .memory import (
     FRAME_FREE, PAGE_SHIFT, PAGE_SIZE, FrameAllocator, GuestPhysicalMemory, OutOfMemoryError,
 )
+from .kspace import (
+    KUSER_SHARED_DATA_KERNEL, NONPAGED_POOL, PAGED_POOL, PFN_DATABASE, SESSION_SPACE,
+    KernelSpace,
+)
 from .pagetables import (
-    LARGE_PAGE_FRAMES, LARGE_PAGE_SIZE, AddressSpace, PageTableStore, canonical,
+    LARGE_PAGE_FRAMES, LARGE_PAGE_SIZE, AddressSpace, PageTableStore,
+)
+from .peimage import (
+    IMAGE_SUBSYSTEM_NATIVE, IMAGE_SUBSYSTEM_WINDOWS_GUI, KernelImagePlan, Section, codeview_record,
+    export_directory, export_directory_size, header_page, plan_kernel_image, small_image_sections,
 )
 from .scenario import ProcessSpec, RegionSpec
 
@@ -64,8 +76,25 @@ KERNEL_SYMBOLS_OPTIONAL = (
     "MmHighestUserAddress", "MmUserProbeAddress", "MmSystemRangeStart", "PspCidTable",
     "ObpRootDirectoryObject", "KiProcessorBlock", "KeLoaderBlock", "MmUnloadedDrivers",
     "ExpSystemResourcesList", "KiBugCheckData", "PsLoadedModuleResource",
+    "MmGetSystemRoutineAddress",
 )
 KERNEL_SYMBOLS_USED = KERNEL_SYMBOLS_REQUIRED + KERNEL_SYMBOLS_OPTIONAL
+# Of those, the functions (the rest are variables the kernel writes).
+KERNEL_FUNCTIONS = ("KiSystemStartup", "MmGetSystemRoutineAddress")
+# What ntoskrnl.exe exports by name and readers look up in its export directory: MemProcFS takes
+# PsInitialSystemProcess, PsLoadedModuleList and NtBuildNumber from it (vmm/vmmwininit.c); the
+# WDK declares the others as kernel exports (wdm.h/ntddk.h: PsInitialSystemProcess, PsProcessType,
+# PsThreadType, KeNumberProcessors, MmHighestUserAddress, MmSystemRangeStart, MmUserProbeAddress,
+# MmGetSystemRoutineAddress). Exported where the symbol table has them.
+KERNEL_EXPORTS = ("KeNumberProcessors", "MmGetSystemRoutineAddress", "MmHighestUserAddress",
+                  "MmSystemRangeStart", "MmUserProbeAddress", "NtBuildNumber",
+                  "PsInitialSystemProcess", "PsLoadedModuleList", "PsProcessType",
+                  "PsThreadType")
+# Bytes the kernel writes at a variable, where more than one pointer (for the section plan).
+VARIABLE_SIZES = {"KdDebuggerDataBlock": 0x400, "KdVersionBlock": 0x28, "ObTypeIndexTable": 0x100,
+                  "ObpInfoMaskToOffset": 0x100, "MmProtectToValue": 0x80, "NtBuildLab": 0x60,
+                  "NtBuildLabEx": 0x60, "PsActiveProcessHead": 0x10, "PsLoadedModuleList": 0x10,
+                  "KdpDebuggerDataListHead": 0x10}
 
 # Types whose size the kernel needs.
 KERNEL_TYPES_USED = (
@@ -77,12 +106,13 @@ KERNEL_TYPES_USED = (
     "_OBJECT_HEADER_HANDLE_INFO", "_OBJECT_HEADER_QUOTA_INFO", "_OBJECT_HEADER_PROCESS_INFO",
     "_OBJECT_HEADER_AUDIT_INFO", "_OBJECT_HEADER_EXTENDED_INFO",
     "_OBJECT_HEADER_HANDLE_REVOCATION_INFO", "_OBJECT_HEADER_PADDING_INFO",
+    "_HANDLE_TABLE_ENTRY", "_MMPFN",
 )
 # Probed only: the optional object headers a layout defines decide the InfoMask bits.
 KERNEL_TYPES_OPTIONAL = (
     "_OBJECT_HEADER_HANDLE_INFO", "_OBJECT_HEADER_PROCESS_INFO", "_OBJECT_HEADER_AUDIT_INFO",
     "_OBJECT_HEADER_EXTENDED_INFO", "_OBJECT_HEADER_HANDLE_REVOCATION_INFO",
-    "_OBJECT_HEADER_PADDING_INFO", "_POOL_HEADER",
+    "_OBJECT_HEADER_PADDING_INFO", "_POOL_HEADER", "_HANDLE_TABLE_ENTRY", "_MMPFN",
 )
 
 # (type, dotted field path) pairs the kernel writes or probes; the ones in KERNEL_FIELDS_OPTIONAL
@@ -111,6 +141,7 @@ KERNEL_FIELDS_USED = (
     ("_EPROCESS", "InheritedFromUniqueProcessId"), ("_EPROCESS", "ImageFileName"),
     ("_EPROCESS", "CreateTime"), ("_EPROCESS", "ExitTime"), ("_EPROCESS", "ExitStatus"),
     ("_EPROCESS", "ActiveThreads"), ("_EPROCESS", "Peb"), ("_EPROCESS", "VadRoot.Root"),
+    ("_EPROCESS", "VadHint"),
     ("_EPROCESS", "VadCount"), ("_EPROCESS", "Session"),
     ("_EPROCESS", "SessionProcessLinks.Flink"), ("_EPROCESS", "SessionProcessLinks.Blink"),
     ("_EPROCESS", "ObjectTable"), ("_EPROCESS", "WoW64Process"),
@@ -133,7 +164,8 @@ KERNEL_FIELDS_USED = (
     ("_ETHREAD", "Tcb.BasePriority"), ("_ETHREAD", "Tcb.ThreadListEntry"),
     ("_ETHREAD", "ThreadListEntry"), ("_ETHREAD", "Cid.UniqueProcess"),
     ("_ETHREAD", "Cid.UniqueThread"), ("_ETHREAD", "CreateTime"), ("_ETHREAD", "StartAddress"),
-    ("_ETHREAD", "Win32StartAddress"),
+    ("_ETHREAD", "Win32StartAddress"), ("_ETHREAD", "Tcb.StackBase"),
+    ("_ETHREAD", "Tcb.StackLimit"),
     # objects and pool
     ("_POOL_HEADER", "PreviousSize"), ("_POOL_HEADER", "PoolIndex"),
     ("_POOL_HEADER", "BlockSize"), ("_POOL_HEADER", "PoolType"), ("_POOL_HEADER", "PoolTag"),
@@ -170,6 +202,8 @@ KERNEL_FIELDS_USED = (
     ("_MM_SESSION_SPACE", "ProcessList.Flink"), ("_MM_SESSION_SPACE", "ProcessList.Blink"),
     ("_HANDLE_TABLE", "UniqueProcessId"), ("_HANDLE_TABLE", "QuotaProcess"),
     ("_HANDLE_TABLE", "HandleTableList.Flink"), ("_HANDLE_TABLE", "HandleTableList.Blink"),
+    ("_HANDLE_TABLE", "TableCode"), ("_HANDLE_TABLE_ENTRY", "Unlocked"),
+    ("_HANDLE_TABLE_ENTRY", "ObjectPointerBits"), ("_HANDLE_TABLE_ENTRY", "GrantedAccessBits"),
     ("_EWOW64PROCESS", "Peb"), ("_EWOW64PROCESS", "Machine"),
     # PEB
     ("_PEB", "ImageBaseAddress"), ("_PEB", "BeingDebugged"), ("_PEB", "OSMajorVersion"),
@@ -220,6 +254,9 @@ KERNEL_FIELDS_OPTIONAL = (
     ("_ETHREAD", "Tcb.Teb"), ("_ETHREAD", "Tcb.KernelStack"), ("_ETHREAD", "Tcb.InitialStack"),
     ("_ETHREAD", "Tcb.ApcState.Process"), ("_ETHREAD", "Tcb.State"),
     ("_EPROCESS", "ProtectedProcess"),  # Windows 7's flag, before PS_PROTECTION
+    ("_ETHREAD", "Tcb.StackBase"), ("_ETHREAD", "Tcb.StackLimit"), ("_EPROCESS", "VadHint"),
+    ("_HANDLE_TABLE", "TableCode"), ("_HANDLE_TABLE_ENTRY", "Unlocked"),
+    ("_HANDLE_TABLE_ENTRY", "ObjectPointerBits"), ("_HANDLE_TABLE_ENTRY", "GrantedAccessBits"),
 )
 # Not written by the kernel, but read by Volatility to interpret what it wrote: it picks its
 # Vista+ pool-header class (even PoolType = non-paged) when _POOL_TRACKER_BIG_PAGES has these.
@@ -232,7 +269,6 @@ VOLATILITY_FIELDS_NEEDED = (
 IMAGE_FILE_MACHINE_AMD64 = 0x8664  # winnt.h
 IMAGE_FILE_MACHINE_I386 = 0x014C
 PROCESSOR_ARCHITECTURE_AMD64 = 9
-KUSER_SHARED_DATA_KERNEL = 0xFFFFF78000000000  # ntddk.h KI_USER_SHARED_DATA
 KUSER_SHARED_DATA_USER = 0x7FFE0000  # ntddk.h MM_SHARED_USER_DATA_VA
 MM_HIGHEST_USER_ADDRESS = 0x00007FFFFFFEFFFF
 MM_USER_PROBE_ADDRESS = 0x00007FFFFFFF0000
@@ -252,6 +288,15 @@ POOL_BLOCK = 16  # x64 pool granularity (POOL_BLOCK_SHIFT 4)
 BAD_TYPE_POINTER = 0xBAD0B0B0  # ObTypeIndexTable[1] on Windows 10
 NO_ACCESS = 0  # HV_MAP_GPA_* mask with no bit set: VTL0 may not read, write or execute
 SHARED_CONTENT = "shared"  # a region's frames are KUSER_SHARED_DATA's (added by the kernel)
+KERNEL_STACK_SIZE = 0x6000  # wdm.h, AMD64
+# Where InitialStack and a waiting thread's KernelStack sit below StackBase: inside the stack,
+# room for the initial frames and a saved context (plausible values, not one build's).
+INITIAL_STACK_RESERVE = 0x200
+WAIT_FRAME_SIZE = 0x500
+HAL_IMAGE_SIZE = 0x100000
+MMPFN_SIZE = 0x30  # sizeof(_MMPFN) in the 14393 and 19041 x64 symbol tables
+HANDLE_TABLE_ENTRIES = PAGE_SIZE // 16  # _HANDLE_TABLE_ENTRY is 16 bytes on x64
+PROCESS_ALL_ACCESS = 0x1FFFFF  # winnt.h (Vista+): STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0xFFFF
 
 # MmProtectToValue: MM_* protection index → WinNT PAGE_* (Windows Internals, ch. 5 "VADs";
 # Volatility 2's vadinfo.PROTECT_FLAGS).
@@ -298,15 +343,6 @@ BUILD_LABS = {14393: "14393.0.amd64fre.rs1_release.160715-1616",
 KNOWN_KERNELS = {"606FF669409B00F7FC8C61A9C1670129": (19041, 3570),
                  "517E128F7B7C4EA79491DE6B9B9CE190": (14393, 4583)}
 
-# CodeView debug record of PDB 7.0 files (Microsoft PE/COFF spec §6.1.1 "Debug Type", type 2;
-# the "RSDS" record as written by link.exe: signature, GUID, age, NUL-terminated PDB path).
-CV_INFO_PDB70 = CStruct(
-    "CvSignature" / Const(b"RSDS"),
-    "Signature" / Bytes(16),  # GUID in its in-memory (mixed-endian) form
-    "Age" / Int32ul,
-    "PdbFileName" / CString("ascii"),
-)
-
 # PROCESSOR_START_BLOCK (WRK amd64.h; offsets as Volatility's constants.windows uses them).
 LOW_STUB_JMP_AND_COMPLETION = bytes([0xE9, 0x4D, 0x06, 0x00, 0x01, 0x00, 0x00, 0x00])
 LOW_STUB_LM_TARGET = 0x70
@@ -338,108 +374,26 @@ def kernel_build(symbols: SymbolTable) -> tuple[int, int]:
     return (19041, 0) if symbols.has_member("_KPROCESS", "SecureState") else (14393, 0)
 
 
+def kernel_exports(symbols: SymbolTable) -> dict[str, int]:
+    """ntoskrnl.exe's exports by name → RVA: KERNEL_EXPORTS that the symbol table has."""
+    return {name: symbols.symbol(name) for name in KERNEL_EXPORTS if symbols.has_symbol(name)}
+
+
+def kernel_image_plan(symbols: SymbolTable) -> KernelImagePlan:
+    """ntoskrnl's section table from where a symbol table puts the kernel's variables and
+    functions (iumdump.slat.peimage)."""
+    rvas = [int(v["address"]) for v in symbols.data["symbols"].values()
+            if isinstance(v.get("address"), int)]
+    variables = {symbols.symbol(name): VARIABLE_SIZES.get(name, 8)
+                 for name in KERNEL_SYMBOLS_USED
+                 if name not in KERNEL_FUNCTIONS and symbols.has_symbol(name)}
+    code = [symbols.symbol(name) for name in KERNEL_FUNCTIONS if symbols.has_symbol(name)]
+    return plan_kernel_image(
+        rvas, variables, code, kdbg=symbols.symbol("KdDebuggerDataBlock"),
+        export_size=export_directory_size("ntoskrnl.exe", kernel_exports(symbols)))
+
+
 # -- layout helpers --------------------------------------------------------------------------------
-
-class Layout:
-    """Sizes and field positions of one symbol table, resolved by name and cached.
-
-    Every resolved or probed (type, path) is recorded in ``used`` so a test can check that
-    KERNEL_FIELDS_USED stays the exact list the built-in profile must provide."""
-
-    def __init__(self, symbols: SymbolTable) -> None:
-        self.symbols = symbols
-        self._members: dict[tuple[str, str], Member | None] = {}
-        self.used: set[tuple[str, str]] = set()
-        self.used_types: set[str] = set()
-
-    def size(self, type_name: str) -> int:
-        self.used_types.add(type_name)
-        return self.symbols.size(type_name)
-
-    def has_type(self, type_name: str) -> bool:
-        self.used_types.add(type_name)
-        return self.symbols.has_type(type_name)
-
-    def member(self, type_name: str, path: str) -> Member:
-        found = self._lookup(type_name, path)
-        if found is None:
-            raise SymbolError(f"symbol table has no field {type_name}.{path}",
-                              path=self.symbols.source)
-        return found
-
-    def has(self, type_name: str, path: str) -> bool:
-        return self._lookup(type_name, path) is not None
-
-    def offset(self, type_name: str, path: str) -> int:
-        return self.member(type_name, path).offset
-
-    def _lookup(self, type_name: str, path: str) -> Member | None:
-        key = (type_name, path)
-        if key not in self._members:
-            self.used.add(key)
-            try:
-                self._members[key] = self.symbols.member(type_name, path)
-            except SymbolError:
-                self._members[key] = None
-        return self._members[key]
-
-
-class Struct:
-    """The bytes of one structure; fields are set by (dotted) name."""
-
-    def __init__(self, layout: Layout, type_name: str, size: int | None = None) -> None:
-        self.layout = layout
-        self.type_name = type_name
-        self.data = bytearray(size if size is not None else layout.size(type_name))
-
-    def set(self, path: str, value: int | bytes) -> None:
-        member = self.layout.member(self.type_name, path)
-        self._put(member, value)
-
-    def set_optional(self, path: str, value: int | bytes) -> bool:
-        """Set a field the layout may lack; returns whether it was there."""
-        if not self.layout.has(self.type_name, path):
-            return False
-        self.set(path, value)
-        return True
-
-    def set_element(self, path: str, index: int, value: int) -> None:
-        member = self.layout.member(self.type_name, path)
-        if member.type.get("kind") != "array":
-            raise SymbolError(f"{self.type_name}.{path} is not an array")
-        element = self.layout.symbols.type_size(member.type["subtype"])
-        if not 0 <= index < int(member.type["count"]):
-            raise InvalidInputError(f"{self.type_name}.{path}[{index}] is out of range")
-        start = member.offset + index * element
-        self.data[start:start + element] = value.to_bytes(element, "little", signed=value < 0)
-
-    def set_list_entry(self, path: str, flink: int, blink: int) -> None:
-        self.set(f"{path}.Flink", flink)
-        self.set(f"{path}.Blink", blink)
-
-    def _put(self, member: Member, value: int | bytes) -> None:
-        start, size = member.offset, member.size
-        if isinstance(value, (bytes, bytearray)):
-            if len(value) > size:
-                raise InvalidInputError(f"{len(value)} bytes do not fit {self.type_name}."
-                                        f"{member.path} ({size} bytes)")
-            self.data[start:start + len(value)] = value
-            return
-        if member.is_bitfield:
-            width = member.bit_length
-            if value < 0 or value >> width:
-                raise InvalidInputError(f"{value} does not fit the {width}-bit field "
-                                        f"{self.type_name}.{member.path}")
-            word = int.from_bytes(self.data[start:start + size], "little")
-            mask = ((1 << width) - 1) << member.bit_position
-            word = (word & ~mask) | (value << member.bit_position)
-            self.data[start:start + size] = word.to_bytes(size, "little")
-            return
-        self.data[start:start + size] = value.to_bytes(size, "little", signed=value < 0)
-
-    def __bytes__(self) -> bytes:
-        return bytes(self.data)
-
 
 def unicode_string_bytes(layout: Layout, text: str, buffer: int) -> bytes:
     """A _UNICODE_STRING for ``text`` whose characters are at ``buffer``."""
@@ -486,9 +440,9 @@ class Frames:
         except OutOfMemoryError as exc:
             raise ScenarioError(f"guest memory is too small for the scenario ({exc.message})") from None
 
-    def allocate_run(self, count: int) -> int:
+    def allocate_run(self, count: int, *, align: int = 1, top: bool = False) -> int:
         try:
-            return self.allocator.allocate_run(count)
+            return self.allocator.allocate_run(count, align=align, top=top)
         except OutOfMemoryError as exc:
             raise ScenarioError(f"guest memory is too small for the scenario ({exc.message})") from None
 
@@ -520,6 +474,37 @@ class BulkArea:
 
 # -- kernel virtual memory ---------------------------------------------------------------------------
 
+class Filler:
+    """Frames for pages whose content nobody reads — an image's code, a thread's stack: each
+    page its own in-use frame with generated content (so a dump holds and sizes them as a real
+    machine's), or, on a machine too small for that, one frame they all share."""
+
+    def __init__(self, memory: GuestPhysicalMemory, frames: Frames, *, shared: bool) -> None:
+        self.memory = memory
+        self.frames = frames
+        self.shared = shared
+        self._shared_pfn: int | None = None
+
+    def run(self, count: int, *, align: int = 1, top: bool = False) -> Sequence[int]:
+        """``count`` frames (a contiguous run aligned to ``align`` frames unless shared; the
+        highest free one with ``top``)."""
+        if self.shared:
+            return [self.shared_pfn] * count
+        start = self.frames.allocate_run(count, align=align, top=top)
+        self.memory.add_background(start, count)
+        return range(start, start + count)
+
+    @property
+    def shared_pfn(self) -> int:
+        if self._shared_pfn is None:
+            self._shared_pfn = self.frames.allocate()
+            self.memory.add_background(self._shared_pfn, 1)
+        return self._shared_pfn
+
+    def is_shared(self, pfn: int) -> bool:
+        return pfn == self._shared_pfn
+
+
 class KernelMemory:
     """Writes through the System address space; pages are backed with fresh frames on demand."""
 
@@ -528,14 +513,27 @@ class KernelMemory:
         self.space = space
         self.frames = frames
         self.backed_pages = 0
+        self.filler: Filler | None = None
 
     def back(self, va: int, length: int, *, writable: bool = True) -> None:
+        """Make every page of the range writable memory of its own: map a fresh zero frame where
+        nothing is mapped, give a page on the shared filler frame a frame of its own, and start
+        a page of generated filler content from zeros (a variable's page holds data, not noise)."""
         for page in range(va & ~0xFFF, va + length, PAGE_SIZE):
-            if self.space.translate(page) is None:
+            pa = self.space.translate(page)
+            if pa is None:
                 pfn = self.frames.allocate()
                 self.memory.zero_page(pfn)
                 self.space.map_page(page, pfn, writable=writable, global_=True)
                 self.backed_pages += 1
+                continue
+            pfn = pa >> PAGE_SHIFT
+            if self.filler is not None and self.filler.is_shared(pfn):
+                pfn = self.frames.allocate()
+                self.space.remap_page(page, pfn)
+                self.backed_pages += 1
+            if not self.memory.is_explicit(pfn):
+                self.memory.zero_page(pfn)
 
     def write(self, va: int, data: bytes) -> None:
         offset = 0
@@ -715,28 +713,26 @@ class SyntheticKernel:
         self.system_space = AddressSpace(self.store, root_pfn=SYSTEM_DTB >> PAGE_SHIFT)
         self.kmem = KernelMemory(self.memory, self.system_space, self.frames)
 
-        # Randomized layout (KASLR): kernel base 2 MiB aligned, self-map index, pool regions.
+        # Randomized layout (KASLR): kernel base 2 MiB aligned, the self-map and each system
+        # region in its own randomly chosen PML4 slot (iumdump.slat.kspace).
         self.base = 0xFFFFF80000000000 + self.rng.randrange(0x100, 0x3C00) * LARGE_PAGE_SIZE
-        reserved = {0x1EF, 0x1F0, 0x1F1}  # KUSER_SHARED_DATA and the kernel image's slots
-        self.self_map_index = self._pick_index(reserved)
-        reserved.add(self.self_map_index)
-        nonpaged_index = self._pick_index(reserved)
-        reserved.add(nonpaged_index)
-        paged_index = self._pick_index(reserved)
-        reserved.add(paged_index)
-        self.pfn_database = canonical(self._pick_index(reserved) << 39)
+        va_types = (symbols.data.get("enums", {}).get("_MI_SYSTEM_VA_TYPE", {}).get("constants"))
+        self.space = KernelSpace(self.rng, va_types=va_types)
+        self.self_map_index = self.space.self_map_index
+        self.pfn_database = self.space.base(PFN_DATABASE)
         self.system_space.set_self_reference(self.self_map_index)
 
         self.cookie = self.rng.randrange(1, 0x100)
         header_layout = self.layout if symbols.has_type("_POOL_HEADER") else Layout(
             SymbolTable.load(VOLATILITY_SYMBOLS / "poolheader-x64.json"))
-        self.nonpaged = Pool(self.kmem, header_layout,
-                             canonical(nonpaged_index << 39) + self.rng.randrange(0, 64) * (1 << 30),
+        self.nonpaged = Pool(self.kmem, header_layout, self.space.base(NONPAGED_POOL),
                              pool_type=POOL_NONPAGED)
-        self.paged = Pool(self.kmem, header_layout,
-                          canonical(paged_index << 39) + self.rng.randrange(0, 64) * (1 << 30),
+        self.paged = Pool(self.kmem, header_layout, self.space.base(PAGED_POOL),
                           pool_type=POOL_PAGED)
         self.bulk_pool_base = self.nonpaged.base + (1 << 30)  # large pages after the small blocks
+        self.paged_bulk_base = self.paged.base + (1 << 30)
+        self.session_cursor = self.space.base(SESSION_SPACE)
+        self.stack_cursor = self.space.base(self.space.stacks_kind)
         self.kdbg_layout = Layout(SymbolTable.load(VOLATILITY_SYMBOLS / "kdbg.json"))
         self.pe_layout = Layout(SymbolTable.load(VOLATILITY_SYMBOLS / "pe.json"))
         self.object_types: dict[str, tuple[int, int]] = {}  # name → (index, _OBJECT_TYPE)
@@ -744,25 +740,41 @@ class SyntheticKernel:
                                   if self.layout.has_type(f"_OBJECT_HEADER_{h}")]
         self._next_tid = 0
         self._session_links: dict[int, tuple[int, int]] = {}
-        self.image_size = self._image_size()
+        self.image = kernel_image_plan(symbols)
+        self.image_size = self.image.size_of_image
+        self.pe_timestamp = 0
+        # Pages nobody reads (image code, stack contents) get frames of their own with generated
+        # content when the machine has room for them; on a tiny machine they share one frame.
+        self.filler = Filler(self.memory, self.frames,
+                             shared=self.memory.frame_count < 2 * (self.image_size >> PAGE_SHIFT))
+        self.kmem.filler = self.filler
         self.secure_kernel_frames: tuple[int, int] | None = None
         self.pool_large_pages = 0
         self.kuser_pfn = 0
         self.standby_frames: list[tuple[int, int]] = []  # filled by fill_free_frames
 
     # -- public ------------------------------------------------------------------------------
-    def build(self, processes: Iterable[ProcessSpec], *, pool_pages: int = 0) -> KernelBuild:
+    def build(self, processes: Iterable[ProcessSpec], *, pool_pages: int = 0,
+              paged_pool_pages: int = 0) -> KernelBuild:
+        """Lay the kernel out. ``pool_pages`` of non-paged pool (2 MiB pages) and
+        ``paged_pool_pages`` of paged pool come from the bulk area with generated content: the
+        pool a running system has in use, beyond the allocations the emulator writes."""
         specs = sorted(processes, key=lambda s: s.pid != 4)  # System first (stable otherwise)
+        self._map_kernel_image()
         if self.vbs:
             self._claim_secure_kernel_memory()
         self._write_low_stub()
         self._write_pe_image()
         self.kuser_pfn = self._write_kuser_shared_data()
+        self._map_pfn_database()
         self._create_object_types()
         module_list = self._write_loaded_modules()
         if pool_pages:  # first: its 2 MiB-aligned runs come from the top of the bulk area
             self._map_bulk_pool(pool_pages)
+        if paged_pool_pages:
+            self._map_paged_bulk_pool(paged_pool_pages)
         built = self._create_processes(specs)
+        self._create_system_handle_table(built)
         self._write_debugger_data(built, module_list)
         for process in built:
             if process.space is not None and process.space is not self.system_space:
@@ -799,17 +811,6 @@ class SyntheticKernel:
                 raise SymbolError(f"symbol {name} lies in the kernel's PE header page",
                                   path=self.symbols.source)
 
-    def _pick_index(self, taken: set[int]) -> int:
-        while True:
-            index = self.rng.randrange(0x100, 0x1EF)
-            if index not in taken:
-                return index
-
-    def _image_size(self) -> int:
-        highest = max((int(s["address"]) for s in self.symbols.data["symbols"].values()
-                       if isinstance(s.get("address"), int)), default=0x200000)
-        return -(-(highest + 0x1000) // 0x10000) * 0x10000
-
     def _claim_secure_kernel_memory(self) -> None:
         """The Secure Kernel's memory: frames VTL1 removes from VTL0 at boot (the secure
         loader reserves them before NT runs; HvModifyVtlProtectionMask with no access)."""
@@ -831,109 +832,81 @@ class SyntheticKernel:
         block[LOW_STUB_CR3:LOW_STUB_CR3 + 8] = self.system_space.dtb.to_bytes(8, "little")
         self.memory.write(LOW_STUB, bytes(block))
 
+    def _map_kernel_image(self) -> None:
+        """Map the whole SizeOfImage of ntoskrnl.exe. Without VBS the loader maps the kernel
+        with 2 MiB pages; with VBS (HVCI enforcing per-section rights) each page carries its
+        section's rights and the header page is non-executable — what MemProcFS's kernel
+        scans expect of either (vmm/vmmwininit.c: "ntoskrnl.exe is loaded in 2MB pages except in
+        low memory situations", and the small-page walk of VmmWinInit_FindNtosScan64 that wants
+        a writable no-execute header page followed by read-only ones)."""
+        pages = self.image_size >> PAGE_SHIFT
+        if not self.vbs and not self.filler.shared:
+            large, tail = divmod(pages, LARGE_PAGE_FRAMES)
+            first = self.filler.run(large * LARGE_PAGE_FRAMES + tail, align=LARGE_PAGE_FRAMES,
+                                    top=True)
+            for index in range(large):
+                self.system_space.map_large_page(
+                    self.base + index * LARGE_PAGE_SIZE, first[index * LARGE_PAGE_FRAMES],
+                    writable=True, executable=True, global_=True)
+            done = large * LARGE_PAGE_FRAMES
+            self.system_space.map_frames(self.base + done * PAGE_SIZE, first[done:],
+                                         writable=True, executable=True, global_=True)
+            return
+        self._map_sections(self.base, self.filler.run(pages, top=True), self.image.sections)
+
+    def _map_sections(self, base: int, frames: Sequence[int], sections: Iterable[Section]) -> None:
+        """Map an image page by page: the header page writable and no-execute, each section
+        with its own rights."""
+        self.system_space.map_page(base, frames[0], writable=True, global_=True)
+        for section in sections:
+            lo, hi = section.rva >> PAGE_SHIFT, min(section.end >> PAGE_SHIFT, len(frames))
+            self.system_space.map_frames(base + section.rva, frames[lo:hi],
+                                         writable=section.writable,
+                                         executable=section.executable, global_=True)
+
+    def _map_driver_image(self, name: str, base: int, size: int) -> None:
+        """A boot driver loaded beside the kernel (hal.dll): its whole image mapped, the header
+        page naming its sections."""
+        pages = size >> PAGE_SHIFT
+        sections = small_image_sections(pages, driver=True)
+        self._map_sections(base, self.filler.run(pages), sections)
+        init = next((s.rva for s in sections if s.name == "INIT"), sections[0].rva)
+        self.kmem.store(base, header_page(
+            self.pe_layout, image_base=base, size_of_image=size, sections=sections,
+            entry_point=init, timestamp=self.pe_timestamp - self.rng.randrange(1, 30) * 86400,
+            checksum=self.rng.randrange(0x10000, 0x100000), subsystem=IMAGE_SUBSYSTEM_NATIVE))
+
+    def _map_pfn_database(self) -> None:
+        """The PFN database at MmPfnDatabase: one _MMPFN per physical frame. Its entries are
+        not modelled (nothing here reads them), so every page of the array is one zero frame —
+        the region is mapped, sized to the machine, as a reader following MmPfnDatabase finds
+        it."""
+        entry = self.layout.size("_MMPFN") if self.layout.has_type("_MMPFN") else MMPFN_SIZE
+        pages = -(-self.memory.frame_count * entry // PAGE_SIZE)
+        zero = self.frames.allocate()
+        self.memory.zero_page(zero)
+        self.system_space.map_frames(self.pfn_database, itertools.repeat(zero, pages),
+                                     writable=True, global_=True)
+
     def _write_pe_image(self) -> None:
-        """MZ/PE headers of ntoskrnl.exe at the kernel base, laid out by Volatility's pe.json
-        (winnt.h), with a CodeView debug directory entry and its RSDS record in the header page
-        (the debug record is what pdbscan matches; the GUID and age are the symbol table's)."""
-        pe = self.pe_layout
-        e_lfanew = 0x108
-        sections = self._sections()
-        nt_size = pe.size("_IMAGE_NT_HEADERS64")
-        section_size = pe.size("_IMAGE_SECTION_HEADER")
-        debug_dir = -(-(e_lfanew + nt_size + section_size * len(sections)) // 0x10) * 0x10
-        debug_size = pe.size("_IMAGE_DEBUG_DIRECTORY")
-        codeview = CV_INFO_PDB70.build(dict(Signature=uuid.UUID(self.symbols.guid).bytes_le,
-                                            Age=self.symbols.age,
-                                            PdbFileName=self.symbols.pdb_name))
-        codeview_at = debug_dir + debug_size
+        """The header page of ntoskrnl.exe at the kernel base (sections, the CodeView record
+        naming ntkrnlmp.pdb with the symbol table's GUID and age — what pdbscan matches) and its
+        export directory, naming the image ntoskrnl.exe."""
         # Link time: some months before the boot (the image was built, then installed).
-        timestamp = int(self.boot_time.timestamp()) - self.rng.randrange(30, 400) * 86400
-        self.pe_timestamp = timestamp
-
-        dos = Struct(pe, "_IMAGE_DOS_HEADER")
-        dos.set("e_magic", 0x5A4D)
-        dos.set("e_cblp", 0x90)
-        dos.set("e_cp", 3)
-        dos.set("e_cparhdr", 4)
-        dos.set("e_maxalloc", 0xFFFF)
-        dos.set("e_sp", 0xB8)
-        dos.set("e_lfarlc", 0x40)
-        dos.set("e_lfanew", e_lfanew)
-        nt = Struct(pe, "_IMAGE_NT_HEADERS64")
-        nt.set("Signature", 0x4550)
-        nt.set("FileHeader.Machine", IMAGE_FILE_MACHINE_AMD64)
-        nt.set("FileHeader.NumberOfSections", len(sections))
-        nt.set("FileHeader.TimeDateStamp", timestamp)
-        nt.set("FileHeader.SizeOfOptionalHeader", pe.size("_IMAGE_OPTIONAL_HEADER64"))
-        nt.set("FileHeader.Characteristics", 0x0022)  # EXECUTABLE_IMAGE | LARGE_ADDRESS_AWARE
-        opt = "OptionalHeader."
-        nt.set(opt + "Magic", 0x20B)  # PE32+
-        nt.set(opt + "MajorLinkerVersion", 14)
-        nt.set(opt + "MinorLinkerVersion", 20)
-        code = sections[1]
-        nt.set(opt + "SizeOfCode", code[2])
-        nt.set(opt + "SizeOfInitializedData", self.image_size - code[2] - PAGE_SIZE)
-        nt.set(opt + "AddressOfEntryPoint",
-               self.symbols.symbol("KiSystemStartup") if self.symbols.has_symbol("KiSystemStartup")
-               else code[1])
-        nt.set(opt + "BaseOfCode", code[1])
-        nt.set(opt + "ImageBase", self.base)  # the loader records the base it relocated to
-        nt.set(opt + "SectionAlignment", PAGE_SIZE)
-        nt.set(opt + "FileAlignment", 0x200)
-        for part in ("OperatingSystem", "Image", "Subsystem"):
-            nt.set(opt + f"Major{part}Version", 10)
-            nt.set(opt + f"Minor{part}Version", 0)
-        nt.set(opt + "SizeOfImage", self.image_size)
-        nt.set(opt + "SizeOfHeaders", PAGE_SIZE)
-        nt.set(opt + "CheckSum", self.rng.randrange(0x900000, 0xB00000))
-        nt.set(opt + "Subsystem", 1)  # IMAGE_SUBSYSTEM_NATIVE
-        nt.set(opt + "DllCharacteristics", 0x4160)  # GUARD_CF | NX_COMPAT | DYNAMIC_BASE | HIGH_ENTROPY_VA
-        nt.set(opt + "SizeOfStackReserve", 0x80000)
-        nt.set(opt + "SizeOfStackCommit", 0x2000)
-        nt.set(opt + "SizeOfHeapReserve", 0x100000)
-        nt.set(opt + "SizeOfHeapCommit", 0x1000)
-        nt.set(opt + "NumberOfRvaAndSizes", 16)
-        directory = pe.member("_IMAGE_NT_HEADERS64", opt + "DataDirectory")
-        entry_size = pe.size("_IMAGE_DATA_DIRECTORY")
-        debug_entry = directory.offset + 6 * entry_size  # IMAGE_DIRECTORY_ENTRY_DEBUG
-        nt.data[debug_entry:debug_entry + 8] = (debug_dir.to_bytes(4, "little")
-                                                + debug_size.to_bytes(4, "little"))
-
-        header = bytearray(PAGE_SIZE)
-        header[0:len(dos.data)] = dos.data
-        stub = (b"\x0e\x1f\xba\x0e\x00\xb4\x09\xcd\x21\xb8\x01\x4c\xcd\x21"  # the MS-DOS stub
-                b"This program cannot be run in DOS mode.\r\r\n$")
-        header[0x40:0x40 + len(stub)] = stub
-        header[e_lfanew:e_lfanew + nt_size] = nt.data
-        at = e_lfanew + nt_size
-        for name, rva, size, characteristics in sections:
-            section = Struct(pe, "_IMAGE_SECTION_HEADER")
-            section.set("Name", name.encode("ascii").ljust(8, b"\0"))
-            section.set("Misc.VirtualSize", size)
-            section.set("VirtualAddress", rva)
-            section.set("SizeOfRawData", size)
-            section.set("PointerToRawData", rva)
-            section.set("Characteristics", characteristics)
-            header[at:at + section_size] = section.data
-            at += section_size
-        debug = Struct(pe, "_IMAGE_DEBUG_DIRECTORY")
-        debug.set("TimeDateStamp", timestamp)
-        debug.set("Type", 2)  # IMAGE_DEBUG_TYPE_CODEVIEW
-        debug.set("SizeOfData", len(codeview))
-        debug.set("AddressOfRawData", codeview_at)
-        debug.set("PointerToRawData", codeview_at)
-        header[debug_dir:debug_dir + debug_size] = debug.data
-        header[codeview_at:codeview_at + len(codeview)] = codeview
-        self.kmem.store(self.base, bytes(header))
-
-    def _sections(self) -> list[tuple[str, int, int, int]]:
-        """(name, RVA, size, characteristics): code up to the lowest data symbol's page, data
-        after — coarse, but it covers every RVA the symbol table names."""
-        data_start = self.symbols.symbol("KdDebuggerDataBlock") & ~0xFFFF
-        data_start = min(max(data_start, 0x20000), self.image_size - 0x10000)
-        return [(".rdata", PAGE_SIZE, 0x10000 - PAGE_SIZE, 0x40000040),
-                (".text", 0x10000, data_start - 0x10000, 0x68000020),
-                (".data", data_start, self.image_size - data_start, 0xC8000040)]
+        self.pe_timestamp = int(self.boot_time.timestamp()) - self.rng.randrange(30, 400) * 86400
+        exports = kernel_exports(self.symbols)
+        directory = export_directory("ntoskrnl.exe", self.image.export_rva, exports,
+                                     self.pe_timestamp)
+        entry = (self.symbols.symbol("KiSystemStartup") if self.symbols.has_symbol(
+            "KiSystemStartup") else self.image.sections[0].rva)
+        header = header_page(
+            self.pe_layout, image_base=self.base, size_of_image=self.image_size,
+            sections=self.image.sections, entry_point=entry, timestamp=self.pe_timestamp,
+            checksum=self.rng.randrange(0x900000, 0xB00000), subsystem=IMAGE_SUBSYSTEM_NATIVE,
+            exports=(self.image.export_rva, len(directory)),
+            codeview=codeview_record(self.symbols.guid, self.symbols.age, self.symbols.pdb_name))
+        self.kmem.store(self.base, header)
+        self.kmem.store(self.base + self.image.export_rva, directory)
 
     def _write_kuser_shared_data(self) -> int:
         """KUSER_SHARED_DATA: one frame mapped at both fixed addresses (kernel read-write, user
@@ -1079,7 +1052,8 @@ class SyntheticKernel:
         modules = [("ntoskrnl.exe", self.base, self.image_size,
                     self.symbol_address("KiSystemStartup") if self.symbols.has_symbol(
                         "KiSystemStartup") else self.base + 0x1000),
-                   ("hal.dll", hal_base, 0x100000, hal_base + 0x1000)]
+                   ("hal.dll", hal_base, HAL_IMAGE_SIZE, hal_base + 0x1000)]
+        self._map_driver_image("hal.dll", hal_base, HAL_IMAGE_SIZE)
         entries = []
         size = self.layout.size("_LDR_DATA_TABLE_ENTRY")
         for name, _base, _size, _entry in modules:
@@ -1227,14 +1201,16 @@ class SyntheticKernel:
         return built
 
     def _create_sessions(self, specs: list[ProcessSpec], addresses: dict[int, int]) -> dict[int, int]:
-        """One _MM_SESSION_SPACE per session (page-aligned, as in session space), its process
-        list threading the members' SessionProcessLinks."""
+        """One _MM_SESSION_SPACE per session, page-aligned in the session-space region, its
+        process list threading the members' SessionProcessLinks."""
         sessions: dict[int, int] = {}
         links = self.layout.offset("_EPROCESS", "SessionProcessLinks")
         size = self.layout.size("_MM_SESSION_SPACE")
         for session_id in sorted({s.session for s in specs if s.session is not None}):
             members = [s for s in specs if s.session == session_id]
-            address = self.paged.allocate_pages(size)
+            address = self.session_cursor
+            self.session_cursor += -(-size // PAGE_SIZE) * PAGE_SIZE
+            self.kmem.back(address, size)
             space = Struct(self.layout, "_MM_SESSION_SPACE")
             head = address + self.layout.offset("_MM_SESSION_SPACE", "ProcessList")
             chain = [head] + [addresses[s.pid] + links for s in members]
@@ -1359,9 +1335,12 @@ class SyntheticKernel:
                              space=space, secure_word=secure_word, secure=secure,
                              secure_handle=secure_handle, trustlet_id=trustlet_id, flags=flags,
                              audit_name=audit_name, threads=threads)
-        if spec.regions:
+        if spec.regions or spec.kind == "system":
+            # System has no image or PEB, but a VAD tree like every process: its shared user
+            # data page (MemProcFS finds EPROCESS.VadRoot by System's being set, vmm/vmmwin.c).
             root, count = self._create_user_space(built, file_object)
             process.set("VadRoot.Root", root)
+            process.set_optional("VadHint", root)  # the last VAD looked up: the root at first
             process.set_optional("VadCount", count)
             process.set("SectionBaseAddress", spec.image_base)
             process.set("Peb", built.peb)
@@ -1443,10 +1422,26 @@ class SyntheticKernel:
                 self.base + 0x1000 + 0x40 * number)
             thread.set("StartAddress", start)
             thread.set("Win32StartAddress", start)
+            stack_base = self._kernel_stack()
+            thread.set_optional("Tcb.StackBase", stack_base)
+            thread.set_optional("Tcb.StackLimit", stack_base - KERNEL_STACK_SIZE)
+            thread.set_optional("Tcb.InitialStack", stack_base - INITIAL_STACK_RESERVE)
+            thread.set_optional("Tcb.KernelStack",
+                                stack_base - INITIAL_STACK_RESERVE - WAIT_FRAME_SIZE)
             # List links are written once the whole list is known.
             self.kmem.write(body, bytes(thread))
             threads.append(body)
         return threads
+
+    def _kernel_stack(self) -> int:
+        """A thread's kernel stack: KERNEL_STACK_SIZE bytes of system PTEs (the kernel-stacks
+        region from 1709) below an unmapped guard page, as MmCreateKernelStack leaves it; returns
+        the stack base (its top)."""
+        pages = KERNEL_STACK_SIZE >> PAGE_SHIFT
+        bottom = self.stack_cursor + PAGE_SIZE  # the guard page stays unmapped
+        self.system_space.map_frames(bottom, self.filler.run(pages), writable=True, global_=True)
+        self.stack_cursor = bottom + KERNEL_STACK_SIZE
+        return self.stack_cursor
 
     def _object_name_information(self, text: str) -> int:
         """An OBJECT_NAME_INFORMATION (UNICODE_STRING followed by its characters)."""
@@ -1499,9 +1494,69 @@ class SyntheticKernel:
             vad = self._allocate_vad(region, tag, control_area if tag == "Vad " else 0)
             regions.append(BuiltRegion(spec=region, vad=vad, tag=tag, pfns=pfns))
         built.regions = regions
+        image = next((r.spec for r in regions if r.spec.image and not r.spec.bulk), None)
+        if image is not None:
+            self._write_image_header(built, image)
         self._write_user_structures(built)
         root = self._link_vad_tree(regions)
         return root, len(regions)
+
+    def _write_image_header(self, built: BuiltProcess, region: RegionSpec) -> None:
+        """The process image's header page at its base, as the image loader maps it (PE32 for
+        a WoW64 process): what a reader sees at EPROCESS.SectionBaseAddress — MemProcFS, for one,
+        tells the PEB from the image by this MZ (vmm/vmmwin.c, VmmWinProcess_OffsetLocator64)."""
+        sections = small_image_sections(region.pages)
+        header = header_page(
+            self.pe_layout, image_base=region.start, size_of_image=region.pages * PAGE_SIZE,
+            sections=sections, entry_point=sections[0].rva if sections else 0,
+            timestamp=self.pe_timestamp - self.rng.randrange(1, 400) * 86400,
+            checksum=self.rng.randrange(0x1000, 0x100000), subsystem=IMAGE_SUBSYSTEM_WINDOWS_GUI,
+            pe32=built.spec.wow64)
+        self._write_user(built, region.start, header)
+
+    def _create_system_handle_table(self, processes: list[BuiltProcess]) -> None:
+        """System's ObjectTable, the kernel's handle table: a _HANDLE_TABLE in an ``Obtb``
+        paged-pool block whose TableCode points at pages of _HANDLE_TABLE_ENTRY (one page: level
+        0; more: a level-1 page of pointers to them, the level in TableCode's low bits), holding
+        a handle with full access to every other process. Entry 0 of each page is never a handle.
+        x64 Windows 8.1+ encoding, read by name: ObjectPointerBits = object header >> 4, the
+        entry Unlocked, GrantedAccessBits the access mask (Volatility windows.handles, MemProcFS
+        VmmWinHandle_InitializeCore_ReadHandleTable)."""
+        system = next(p for p in processes if p.spec.kind == "system")
+        if not (self.layout.has("_HANDLE_TABLE", "TableCode")
+                and self.layout.has_type("_HANDLE_TABLE_ENTRY")):
+            return
+        layout = self.layout
+        header_offset = layout.offset("_OBJECT_HEADER", "Body")
+        targets = [p.eprocess - header_offset for p in processes if p is not system]
+        per_page = HANDLE_TABLE_ENTRIES - 1
+        pages = []
+        for first in range(0, max(len(targets), 1), per_page):
+            page = self.paged.allocate_pages(PAGE_SIZE)
+            entries = bytearray(PAGE_SIZE)
+            for slot, header in enumerate(targets[first:first + per_page], start=1):
+                entry = Struct(layout, "_HANDLE_TABLE_ENTRY")
+                entry.set("Unlocked", 1)
+                entry.set("ObjectPointerBits", (header >> 4) & ((1 << 44) - 1))
+                entry.set("GrantedAccessBits", PROCESS_ALL_ACCESS)
+                entries[slot * 16:slot * 16 + 16] = bytes(entry)
+            self.kmem.write(page, bytes(entries))
+            pages.append(page)
+        if len(pages) == 1:
+            table_code = pages[0]
+        else:
+            directory = self.paged.allocate_pages(PAGE_SIZE)
+            self.kmem.write(directory, b"".join(p.to_bytes(8, "little") for p in pages))
+            table_code = directory | 1
+        table = self.paged.allocate(layout.size("_HANDLE_TABLE"), b"Obtb") + self.paged.header_size
+        handles = Struct(layout, "_HANDLE_TABLE")
+        handles.set("TableCode", table_code)
+        handles.set("UniqueProcessId", system.spec.pid)
+        links_at = table + layout.offset("_HANDLE_TABLE", "HandleTableList")
+        handles.set_list_entry("HandleTableList", links_at, links_at)
+        self.kmem.write(table, bytes(handles))
+        self.kmem.write(system.eprocess + layout.offset("_EPROCESS", "ObjectTable"),
+                        table.to_bytes(8, "little"))
 
     def _user_frames(self, region: RegionSpec) -> list[int] | range:
         if region.content == SHARED_CONTENT:
@@ -1664,6 +1719,13 @@ class SyntheticKernel:
             self.system_space.map_large_page(self.bulk_pool_base + index * LARGE_PAGE_SIZE, start,
                                              writable=True, global_=True)
             self.pool_large_pages += 1
+
+    def _map_paged_bulk_pool(self, pages: int) -> None:
+        """Paged pool in 4 KiB pages over background frames, after the small blocks."""
+        start = self.bulk.take(pages)
+        self.memory.add_background(start, pages)
+        self.system_space.map_range(self.paged_bulk_base, start, pages, writable=True,
+                                    global_=True)
 
 
 def _runs(pfns: Iterable[int]) -> Iterator[tuple[int, int]]:

@@ -291,13 +291,32 @@ class FrameAllocator:
         self._next = pfn + 1
         return pfn
 
-    def allocate_run(self, count: int) -> int:
-        """``count`` contiguous free frames; returns the first."""
-        if count <= 0:
-            raise InvalidInputError(f"cannot allocate a run of {count} frames")
-        start = self._state.find(bytes(count), self._next)
-        if start < 0:
-            raise OutOfMemoryError(f"no run of {count} free frames")
+    def allocate_run(self, count: int, *, align: int = 1, top: bool = False) -> int:
+        """``count`` contiguous free frames, the first a multiple of ``align``; returns it. With
+        ``top``, the highest such run, so its size does not move the frames allocated after."""
+        if count <= 0 or align <= 0:
+            raise InvalidInputError(f"cannot allocate a run of {count} frames aligned to {align}")
+        free, position = bytes(count), self._next
+        if top:
+            end = len(self._state)
+            while True:
+                start = self._state.rfind(free, 0, end)
+                if start < 0:
+                    raise OutOfMemoryError(f"no run of {count} free frames")
+                aligned = start // align * align
+                if self._state[aligned:start] == free[:start - aligned]:
+                    break
+                end = aligned + count - 1  # only runs starting below ``aligned`` remain
+            self._state[aligned:aligned + count] = bytes([self._TAKEN]) * count
+            return aligned
+        while True:
+            start = self._state.find(free, position)
+            if start < 0:
+                raise OutOfMemoryError(f"no run of {count} free frames")
+            aligned = -(-start // align) * align
+            if aligned == start:
+                break
+            position = aligned
         self._state[start:start + count] = bytes([self._TAKEN]) * count
         if start == self._next:
             self._next = start + count

@@ -183,6 +183,14 @@ class AddressSpace:
         directory[index] = leaf_bits("PDE_2MB", writable=writable, user=user,
                                      executable=executable, global_=global_) | (pfn << PAGE_SHIFT)
 
+    def remap_page(self, va: int, pfn: int) -> None:
+        """Point the 4 KiB page at ``va`` (already mapped) at another frame, keeping its rights."""
+        table = self._table_for(va, levels=3, user=va < USER_SPACE_END)
+        index = (va >> 12) & 0x1FF
+        if not table[index] & PRESENT:
+            raise InvalidInputError(f"{canonical(va):#x} is not mapped")
+        table[index] = (table[index] & ~ADDRESS_MASK) | (pfn << PAGE_SHIFT)
+
     def set_self_reference(self, index: int) -> int:
         """Point PML4 entry ``index`` at this PML4; returns the self-map's base address."""
         if not KERNEL_HALF_FIRST_INDEX <= index < ENTRIES:

@@ -525,11 +525,22 @@ class FleetPlan:
     fill: float
 
 
+def pool_pages_for(pool_mb: int) -> int:
+    """Pages of pool mapped with 2 MiB pages for ``pool_mb`` MiB (whole large pages)."""
+    return (pool_mb // 2) * 512
+
+
+def default_pool_pages(memory_size: int) -> int:
+    """The pool a running machine has in use beyond what the emulator writes: RAM / 16 (each
+    of non-paged and paged pool), as fleet-large's ``pool_mb = "auto"``."""
+    return pool_pages_for((memory_size >> 20) // 16)
+
+
 def plan_fleet(fleet: FleetSpec, memory_size: int) -> FleetPlan:
     frames = memory_size // PAGE_SIZE
     trustlet = fleet.trustlet_pages if fleet.trustlet_pages is not None else frames // 8
-    pool_mb = fleet.pool_mb if fleet.pool_mb is not None else (memory_size >> 20) // 16
-    pool_pages = (pool_mb // 2) * 512
+    pool_pages = (pool_pages_for(fleet.pool_mb) if fleet.pool_mb is not None
+                  else default_pool_pages(memory_size))
     per_process = fleet.process_pages
     if per_process is None:
         per_process = max(8, frames // 5 // max(fleet.processes, 1))
@@ -582,6 +593,7 @@ def scenario_summary(scenario: Scenario) -> str:
 
 __all__ = ["CONTENTS", "FleetPlan", "FleetSpec", "KINDS", "PROTECTIONS", "ProcessSpec",
            "RegionSpec", "SCENARIO_DIR", "Scenario", "TRUSTLET_NAMES", "bundled_scenarios",
-           "default_image_path", "default_regions", "expand_fleet", "format_size", "from_dict",
-           "load", "parse_size", "plan_fleet", "resolve", "scenario_summary"]
+           "default_image_path", "default_pool_pages", "default_regions", "expand_fleet",
+           "format_size", "from_dict", "load", "parse_size", "plan_fleet", "resolve",
+           "scenario_summary"]
 

@@ -174,7 +174,9 @@ def test_extbasicinfo_rows_equal_truth(dump, run):
         assert row["InheritedFromUniqueProcessId"] == process["ppid"]
         assert row["BasePriority"] == priorities[pid]
         assert row["AffinityMask"] == affinity
-        if process["pages"]:  # a user process has a PEB in its user range
+        # A user process has a PEB in its user range (System maps the shared user data page
+        # under a VAD, as every process does, but has no PEB).
+        if process["pages"] and pid != 4:
             assert 0 < row["PebBaseAddress"] < 0x8000_0000_0000
         info = parse_extended_basic_information(bytes.fromhex(row["Bytes"]))
         assert info.size == 0x40
