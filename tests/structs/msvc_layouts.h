@@ -60,7 +60,24 @@ typedef struct _PS_PROTECTION {
     };
 } PS_PROTECTION;
 
+/* winnt.h; PE/COFF specification section 6.3.1 (Export Directory Table). */
+typedef unsigned short USHORT;
+typedef struct _IMAGE_EXPORT_DIRECTORY {
+    ULONG Characteristics;
+    ULONG TimeDateStamp;
+    USHORT MajorVersion;
+    USHORT MinorVersion;
+    ULONG Name;
+    ULONG Base;
+    ULONG NumberOfFunctions;
+    ULONG NumberOfNames;
+    ULONG AddressOfFunctions;
+    ULONG AddressOfNames;
+    ULONG AddressOfNameOrdinals;
+} IMAGE_EXPORT_DIRECTORY;
+
 /* clang dumps the layout of records that are laid out; sizeof forces each one. */
 extern char force_pbi[sizeof(PROCESS_BASIC_INFORMATION)];
 extern char force_pebi[sizeof(PROCESS_EXTENDED_BASIC_INFORMATION)];
 extern char force_ps_protection[sizeof(PS_PROTECTION)];
+extern char force_image_export_directory[sizeof(IMAGE_EXPORT_DIRECTORY)];

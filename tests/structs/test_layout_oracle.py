@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from construct import Renamed, Struct, Transformed
 
+from iumdump.structs.pe import IMAGE_EXPORT_DIRECTORY
 from iumdump.structs.process_info import (PROCESS_BASIC_INFORMATION,
                                           PROCESS_EXTENDED_BASIC_INFORMATION,
                                           parse_extended_basic_information)
@@ -29,10 +30,12 @@ GAP_PREFIX = "_bits"
 CONSTRUCTS = {
     "x64": {"PROCESS_BASIC_INFORMATION": PROCESS_BASIC_INFORMATION["x64"],
             "PROCESS_EXTENDED_BASIC_INFORMATION": PROCESS_EXTENDED_BASIC_INFORMATION["x64"],
-            "PS_PROTECTION": Struct("Level" / PS_PROTECTION)},
+            "PS_PROTECTION": Struct("Level" / PS_PROTECTION),
+            "IMAGE_EXPORT_DIRECTORY": IMAGE_EXPORT_DIRECTORY},
     "x86": {"PROCESS_BASIC_INFORMATION": PROCESS_BASIC_INFORMATION["x86"],
             "PROCESS_EXTENDED_BASIC_INFORMATION": PROCESS_EXTENDED_BASIC_INFORMATION["x86"],
-            "PS_PROTECTION": Struct("Level" / PS_PROTECTION)},
+            "PS_PROTECTION": Struct("Level" / PS_PROTECTION),
+            "IMAGE_EXPORT_DIRECTORY": IMAGE_EXPORT_DIRECTORY},
 }
 
 
@@ -116,11 +119,21 @@ class PS_PROTECTION_CTYPES(ctypes.Structure):
     _fields_ = [("u", _ProtectionUnion)]
 
 
+class IMAGE_EXPORT_DIRECTORY_CTYPES(ctypes.Structure):
+    _fields_ = [("Characteristics", ctypes.c_uint32), ("TimeDateStamp", ctypes.c_uint32),
+                ("MajorVersion", ctypes.c_uint16), ("MinorVersion", ctypes.c_uint16),
+                ("Name", ctypes.c_uint32), ("Base", ctypes.c_uint32),
+                ("NumberOfFunctions", ctypes.c_uint32), ("NumberOfNames", ctypes.c_uint32),
+                ("AddressOfFunctions", ctypes.c_uint32), ("AddressOfNames", ctypes.c_uint32),
+                ("AddressOfNameOrdinals", ctypes.c_uint32)]
+
+
 # ULONG_PTR, SIZE_T and pointers are 8 bytes on x64 and 4 on x86 (a 32-bit process).
 CTYPES = {
     arch: {"PROCESS_BASIC_INFORMATION": _ctypes_pbi(pointer),
            "PROCESS_EXTENDED_BASIC_INFORMATION": _ctypes_pebi(pointer),
-           "PS_PROTECTION": PS_PROTECTION_CTYPES}
+           "PS_PROTECTION": PS_PROTECTION_CTYPES,
+           "IMAGE_EXPORT_DIRECTORY": IMAGE_EXPORT_DIRECTORY_CTYPES}
     for arch, pointer in (("x64", ctypes.c_uint64), ("x86", ctypes.c_uint32))
 }
 
