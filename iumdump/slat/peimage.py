@@ -165,7 +165,9 @@ def plan_kernel_image(symbol_rvas: Iterable[int], variables: Mapping[int, int], 
             runs.append(("code", at, lo))
         runs.append(("data", lo, hi))
         at = hi
-    if at < symbols_end:
+    if at < symbols_end or not any(kind == "code" for kind, _lo, _hi in runs):
+        # code after the last variable (a kernel always has some: POOLCODE is looked up)
+        symbols_end = max(symbols_end, at + _BLOCK)
         runs.append(("code", at, symbols_end))
 
     sections: list[Section] = []

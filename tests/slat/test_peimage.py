@@ -103,3 +103,10 @@ def test_a_plan_needs_the_kdbg_among_its_variables():
     with pytest.raises(InvalidInputError, match="KdDebuggerDataBlock"):
         peimage.plan_kernel_image([0x5000], {0x20000: 8}, [0x3000], kdbg=0x90000,
                                   export_size=0x100)
+
+
+def test_a_plan_without_known_code_still_has_the_kernels_code_sections():
+    plan = peimage.plan_kernel_image([0x10000], {0x10000: 8, 0x12000: 8}, [], kdbg=0x10000,
+                                     export_size=0x100)
+    names = [s.name for s in plan.sections]
+    assert ".data" in names and "POOLCODE" in names and ".text" in names
