@@ -294,6 +294,7 @@ KERNEL_STACK_SIZE = 0x6000  # wdm.h, AMD64
 INITIAL_STACK_RESERVE = 0x200
 WAIT_FRAME_SIZE = 0x500
 HAL_IMAGE_SIZE = 0x100000
+KERNEL_LOW_FRAMES = 0x1000  # the bulk area leaves the first 16 MiB to the kernel's frames
 MMPFN_SIZE = 0x30  # sizeof(_MMPFN) in the 14393 and 19041 x64 symbol tables
 HANDLE_TABLE_ENTRIES = PAGE_SIZE // 16  # _HANDLE_TABLE_ENTRY is 16 bytes on x64
 PROCESS_ALL_ACCESS = 0x1FFFFF  # winnt.h (Vista+): STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0xFFFF
@@ -455,7 +456,7 @@ class BulkArea:
         self.start = frame_count - pages
         self.top = frame_count
         if pages:
-            if self.start <= 0x1000:  # keep the first 16 MiB for the kernel's explicit frames
+            if self.start <= KERNEL_LOW_FRAMES:  # the kernel's explicit frames come from below
                 raise ScenarioError(f"{pages} bulk pages do not fit in guest memory of "
                                     f"{frame_count} frames")
             allocator.reserve(self.start, pages)

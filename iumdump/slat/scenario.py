@@ -531,9 +531,15 @@ def pool_pages_for(pool_mb: int) -> int:
 
 
 def default_pool_pages(memory_size: int) -> int:
-    """The pool a running machine has in use beyond what the emulator writes: RAM / 16 (each
-    of non-paged and paged pool), as fleet-large's ``pool_mb = "auto"``."""
+    """The non-paged pool a running machine has in use beyond what the emulator writes:
+    RAM / 16, as fleet-large's ``pool_mb = "auto"``."""
     return pool_pages_for((memory_size >> 20) // 16)
+
+
+def default_paged_pool_pages(memory_size: int) -> int:
+    """The paged pool in use: RAM / 8 — a booted Windows holds more paged than non-paged pool
+    (registry hives, section and file-system structures live there)."""
+    return (memory_size >> 12) // 8
 
 
 def plan_fleet(fleet: FleetSpec, memory_size: int) -> FleetPlan:
@@ -593,7 +599,8 @@ def scenario_summary(scenario: Scenario) -> str:
 
 __all__ = ["CONTENTS", "FleetPlan", "FleetSpec", "KINDS", "PROTECTIONS", "ProcessSpec",
            "RegionSpec", "SCENARIO_DIR", "Scenario", "TRUSTLET_NAMES", "bundled_scenarios",
-           "default_image_path", "default_pool_pages", "default_regions", "expand_fleet",
+           "default_image_path", "default_paged_pool_pages", "default_pool_pages",
+           "default_regions", "expand_fleet",
            "format_size", "from_dict", "load", "parse_size", "plan_fleet", "resolve",
            "scenario_summary"]
 

@@ -28,11 +28,15 @@ from tqdm import tqdm
 
 from ..errors import InvalidInputError, ScenarioError, SymbolError
 from ..isf import SymbolTable, isf_file_name
-from .kernel import SHARED_CONTENT, KernelBuild, SyntheticKernel, windows_time
+from .kernel import (
+    KERNEL_LOW_FRAMES, SHARED_CONTENT, KernelBuild, SyntheticKernel, windows_time,
+)
 from .machine import FrameRanges, SlatMachine
 from .memory import FrameAllocator, GuestPhysicalMemory
 from .pagetables import LARGE_PAGE_FRAMES
-from .scenario import Scenario, default_pool_pages, expand_fleet, load, parse_size
+from .scenario import (
+    Scenario, default_paged_pool_pages, default_pool_pages, expand_fleet, load, parse_size,
+)
 from .truth import build_truth, current_umask, write_truth
 from .writers import FORMATS, KernelFacts, WriteResult, default_filename, write_dump
 
@@ -86,11 +90,15 @@ def synthesize(scenario: str | os.PathLike | Scenario = DEFAULT_SCENARIO,
 
     processes, plan = expand_fleet(loaded, size)
     bulk_pages = sum(r.pages for p in processes for r in p.regions if r.bulk)
-    # Non-paged (2 MiB pages) and as much paged pool in use: a fleet's pool_mb, else RAM / 16.
+    # Pool in use: non-paged (2 MiB pages) a fleet's pool_mb or RAM / 16; paged RAM / 8, as far
+    # as the bulk area leaves the kernel its first 16 MiB (a tiny machine has none).
     pool_pages = plan.pool_pages if plan else default_pool_pages(size)
     if pool_pages:
-        bulk_pages += 2 * pool_pages + LARGE_PAGE_FRAMES  # slack for 2 MiB alignment
-    if bulk_pages and bulk_pages > size // 4096 - 0x1000:
+        bulk_pages += pool_pages + LARGE_PAGE_FRAMES  # slack for 2 MiB alignment
+    paged_pool_pages = max(0, min(default_paged_pool_pages(size),
+                                  size // 4096 - KERNEL_LOW_FRAMES - 1 - bulk_pages))
+    bulk_pages += paged_pool_pages
+    if bulk_pages and bulk_pages > size // 4096 - KERNEL_LOW_FRAMES:
         raise ScenarioError(f"{bulk_pages} pages of bulk memory (trustlet, pool and process "
                             f"pages) do not fit in {size >> 20} MiB; lower the fleet parameters "
                             f"or raise --memory", path=loaded.source)
@@ -102,7 +110,8 @@ def synthesize(scenario: str | os.PathLike | Scenario = DEFAULT_SCENARIO,
         system_time=loaded.system_time, vbs=loaded.vbs,
         allocator=FrameAllocator(memory, reserved=[(0, 1)]), bulk_pages=bulk_pages,
         progress=_progress_factory(progress))
-    built = kernel.build(processes, pool_pages=pool_pages, paged_pool_pages=pool_pages)
+    built = kernel.build(processes, pool_pages=pool_pages,
+                         paged_pool_pages=paged_pool_pages)
     if plan is not None:
         kernel.fill_free_frames(plan.fill)
 
