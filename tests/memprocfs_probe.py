@@ -13,13 +13,16 @@ Output: ``{"ok": true, "build": N, "modules": [...], "processes": [{pid, ppid, n
 dtb, state, path, listed, threads, vads}]}`` — every process MemProcFS lists, and each PID given
 on the command line that it knows but does not list (its list leaves out exited processes,
 ``state`` 1) with ``listed`` false; ``threads``/``vads`` are counts, or null when MemProcFS gives
-no such map for the process. ``{"ok": false, "error": "..."}`` when it cannot initialise.
+no such map for the process. ``{"ok": false, "error": "...", "log": "..."}`` when it cannot
+initialise, with its own log of how far it got (debug level).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 
 def _count(process, what: str) -> int | None:
@@ -39,11 +42,15 @@ def _describe(process, listed: bool) -> dict:
 def main(dump: str, pids: list[int]) -> int:
     import memprocfs
 
-    try:
-        vmm = memprocfs.Vmm(["-device", dump, "-disable-symbolserver", "-waitinitialize"])
-    except Exception as exc:  # MemProcFS raises a bare Exception when initialisation fails
-        print(json.dumps({"ok": False, "error": str(exc)}))
-        return 0
+    with tempfile.TemporaryDirectory(prefix="memprocfs-probe-") as folder:
+        log = Path(folder) / "memprocfs.log"
+        try:
+            vmm = memprocfs.Vmm(["-device", dump, "-disable-symbolserver", "-waitinitialize",
+                                 "-logfile", str(log), "-loglevel", "f:5"])
+        except Exception as exc:  # MemProcFS raises a bare Exception when initialisation fails
+            text = log.read_text(errors="replace") if log.exists() else ""
+            print(json.dumps({"ok": False, "error": str(exc), "log": text}))
+            return 0
     processes = [_describe(p, True) for p in vmm.process_list()]
     listed = {p["pid"] for p in processes}
     for pid in pids:
