@@ -19,6 +19,9 @@ from typing import Iterator
 from .errors import SymbolError
 
 POINTER_SIZE = 8
+# The NT kernel's PDB names: multiprocessor, PAE, PAE multiprocessor and uniprocessor builds, in
+# the order of Volatility's constants.windows.KERNEL_MODULE_NAMES.
+KERNEL_PDB_NAMES = ("ntkrnlmp.pdb", "ntkrnlpa.pdb", "ntkrpamp.pdb", "ntoskrnl.pdb")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from volatility3.framework.layers import intel
 from volatility3.plugins.windows import vadinfo
 
 from ..structs.crashdump import DUMP_TYPE_BITMAP, DUMP_TYPE_LIVE_KERNEL
-from ..structs.paging import ADDRESS_MASK, PAGE_SIZE_BIT, PRESENT
+from ..structs.paging import ADDRESS_MASK, PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE_BIT, PRESENT
 from .derive import ControlGroup, DerivedProcess, ProcessPages, RegionPages
 from .reader import kernel_space_start
 
@@ -57,8 +57,6 @@ vollog = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None] | None
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 ENTRIES = 512
 USER_PML4_ENTRIES = 256  # PML4 entries 0–255 map the user half (below 0x8000'0000'0000)
 LARGE_1G_MASK = ADDRESS_MASK & ~((1 << 30) - 1)  # frame of a 1 GiB leaf (PDPTE with PS)

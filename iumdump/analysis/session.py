@@ -41,10 +41,11 @@ from tqdm import tqdm
 
 from .. import hashing
 from ..errors import DumpFormatError, Error, InvalidInputError, SymbolError, TruncatedDumpError
+from ..isf import KERNEL_PDB_NAMES
 from ..structs import crashdump
+from ..structs.paging import PAGE_SIZE
 from .volatility_env import PrivateDirectory, symbol_search_path
 
-PAGE_SIZE = 0x1000
 BITMAP_CHUNK = 4 << 20  # reads of a crash dump's page bitmap while counting its pages
 MIN_DUMP_SIZE = PAGE_SIZE
 
@@ -65,7 +66,6 @@ OTHER_SIGNATURES = ((b"EMiL", "lime"), (b"\x7fELF", "elf"), (b"KDMV", "vmware-vm
                     (b"\xd2\xbe\xd2\xbe", "vmware-vmss"), (b"\xd0\xbe\xd2\xbe", "vmware-vmss"))
 USER_MINIDUMP = b"MDMP"
 
-KERNEL_PDB_NAMES = ("ntkrnlmp.pdb", "ntoskrnl.pdb", "ntkrnlpa.pdb", "ntkrpamp.pdb")
 
 ProgressCallback = Callable[[float, str], None] | None
 

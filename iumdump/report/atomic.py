@@ -1,19 +1,16 @@
-"""Write report files so that a reader never sees half a report and an existing one survives.
-
-Each file is written to a temporary name in its own directory (so the rename stays on one file
-system), flushed to disk, then renamed over the target with :func:`os.replace`, which is atomic
-on POSIX and Windows. A crash or a full disk leaves either the previous file or none, never a
-truncated one. Existing reports are refused unless ``force`` is set, and the refusal happens for
-every target before the first byte is written, so a set of reports is never half replaced.
+"""Write a set of report files: each atomically (:mod:`iumdump.atomic`), and none over an
+existing one unasked. Existing reports are refused unless ``force`` is set, and the refusal
+happens for every target before the first byte is written, so a set of reports is never half
+replaced.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
+from ..atomic import write_atomic
 from ..errors import InvalidInputError, ReportExistsError
 
 
@@ -41,27 +38,6 @@ def prepare_directory(directory: Path) -> None:
         raise InvalidInputError("output directory is not writable", path=str(directory))
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    directory = path.parent
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
-
-
 def write_reports(files: Mapping[Path, str | bytes], *, force: bool = False) -> list[Path]:
     """Write every file atomically after checking that none would be overwritten unasked.
     Returns the paths written, in the order given."""
@@ -70,7 +46,7 @@ def write_reports(files: Mapping[Path, str | bytes], *, force: bool = False) -> 
     written: list[Path] = []
     for path in paths:
         try:
-            write_atomic(path, files[path])
+            write_atomic(path, files[path], what="report")
         except OSError as exc:
             raise InvalidInputError(f"cannot write report: {exc.strerror or exc}",
                                     path=str(path)) from None
@@ -78,22 +54,4 @@ def write_reports(files: Mapping[Path, str | bytes], *, force: bool = False) -> 
     return written
 
 
-def _umask() -> int:
-    # os.umask can only be read by setting it; restore at once.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+__all__ = ["check_targets", "prepare_directory", "write_atomic", "write_reports"]

@@ -18,9 +18,8 @@ from array import array
 from typing import Iterator
 
 from ..errors import Error, InvalidInputError
+from ..structs.paging import PAGE_SHIFT, PAGE_SIZE
 
-PAGE_SIZE = 0x1000
-PAGE_SHIFT = 12
 ZERO_PAGE = bytes(PAGE_SIZE)
 
 # Kinds of frame reported by ``GuestPhysicalMemory.frame_runs``.

@@ -27,13 +27,13 @@ from typing import Any
 
 from ..analysis.derive import KNOWN_TRUSTLET_IMAGES
 from ..errors import ScenarioError
+from ..structs.paging import PAGE_SIZE
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-PAGE_SIZE = 0x1000
 USER_SPACE_END = 0x0000_7FFF_FFFF_0000  # MmHighestUserAddress + 1 on x64
 WOW64_SPACE_END = 0x8000_0000  # a 32-bit process' user space (no /LARGEADDRESSAWARE)
 

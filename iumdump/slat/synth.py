@@ -19,15 +19,15 @@ import json
 import lzma
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from tqdm import tqdm
 
+from ..atomic import atomic_output
 from ..errors import InvalidInputError, ScenarioError, SymbolError
-from ..isf import SymbolTable, isf_file_name
+from ..isf import KERNEL_PDB_NAMES, SymbolTable, isf_file_name
 from .kernel import (
     KERNEL_LOW_FRAMES, SHARED_CONTENT, KernelBuild, SyntheticKernel, windows_time,
 )
@@ -37,13 +37,12 @@ from .pagetables import LARGE_PAGE_FRAMES
 from .scenario import (
     Scenario, default_paged_pool_pages, default_pool_pages, expand_fleet, load, parse_size,
 )
-from .truth import build_truth, current_umask, write_truth
+from .truth import build_truth, write_truth
 from .writers import FORMATS, KernelFacts, WriteResult, default_filename, write_dump
 
 DEFAULT_SCENARIO = "credential-guard"
 DEFAULT_FORMAT = "crash-bitmap"
 MIN_MEMORY = 16 << 20  # Volatility's DTB scan and the kernel's own frames need the first 10 MiB
-KERNEL_PDB_NAMES = ("ntkrnlmp.pdb", "ntkrnlpa.pdb", "ntkrpamp.pdb", "ntoskrnl.pdb")
 PROGRESS_THRESHOLD = 64  # phases with fewer items than this get no progress bar
 
 
@@ -174,21 +173,13 @@ def _write_symbols(symbols: SymbolTable, isf: str | os.PathLike | None, symbols_
     target_dir = symbols_dir / "windows" / symbols.pdb_name
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / isf_file_name(symbols.guid, symbols.age)
-    handle, temporary = tempfile.mkstemp(prefix=".isf-", suffix=".json.xz", dir=target_dir)
-    try:
-        os.chmod(temporary, 0o666 & ~current_umask())
-        with os.fdopen(handle, "wb") as out:
-            if isf is not None and str(isf).endswith(".json.xz"):
-                with open(isf, "rb") as source:
-                    shutil.copyfileobj(source, out)
-            else:
-                with lzma.open(out, "wt", encoding="utf-8") as compressed:
-                    json.dump(symbols.data, compressed, sort_keys=True)
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_output(target, what="symbol table") as out:
+        if isf is not None and str(isf).endswith(".json.xz"):
+            with open(isf, "rb") as source:
+                shutil.copyfileobj(source, out)
+        else:
+            with lzma.open(out, "wt", encoding="utf-8") as compressed:
+                json.dump(symbols.data, compressed, sort_keys=True)
     return target
 
 

@@ -33,11 +33,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from bisect import bisect_right
-from pathlib import Path
 from typing import Any, Iterable
 
+from ..atomic import write_atomic
 from ..structs.process_info import FLAG_NAMES
 from ..structs.protection import protection_text
 from .kernel import SHARED_CONTENT, KernelBuild
@@ -208,24 +207,8 @@ def _count_frames(frames) -> int:
 
 
 def write_truth(path: str | os.PathLike, truth: dict[str, Any]) -> None:
-    """Write truth.json atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=".truth-", suffix=".json", dir=path.parent)
-    try:
-        os.chmod(temporary, 0o666 & ~current_umask())
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(truth, out, indent=1)
-            out.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Write truth.json atomically."""
+    write_atomic(path, json.dumps(truth, indent=1) + "\n", what="truth file")
 
 
 def load_truth(path: str | os.PathLike) -> dict[str, Any]:

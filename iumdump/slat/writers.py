@@ -19,19 +19,20 @@ took away. What the tool does about it depends on the format (DESIGN §6):
 
 Files are streamed through one reusable buffer (the image is never in memory), zero runs become
 holes (a sparse file where the file system allows), and the file appears under its name only when
-complete: it is written to a temporary name in the same directory and renamed.
+complete: it is written to a temporary name in the same directory and renamed
+(:mod:`iumdump.atomic`).
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator
 
 from tqdm import tqdm
 
+from ..atomic import atomic_output
 from ..errors import InvalidInputError
 from ..structs.crashdump import (
     DUMP_HEADER64_SIZE, DUMP_TYPE_BITMAP, DUMP_TYPE_FULL, DUMP_TYPE_LIVE_KERNEL,
@@ -123,16 +124,17 @@ def write_dump(machine: SlatMachine, path: str | os.PathLike, fmt: str,
     if fmt == "host":
         refused = machine.refused_frames(0)
     path = os.fspath(path)
-    with _AtomicFile(path) as out, _progress(machine, fmt, progress) as bar:
+    with atomic_output(path, what="dump") as out, _progress(machine, fmt, progress) as bar:
         if fmt in BITMAP_FORMATS:
-            result = _write_bitmap(machine, view, plan, facts, out, bar, *BITMAP_KINDS[fmt])
+            result = _write_bitmap(machine, view, plan, facts, out.fileno(), bar,
+                                   *BITMAP_KINDS[fmt])
         else:
             base = DUMP_HEADER64_SIZE if fmt == "crash-full" else 0
             size = base + machine.memory.size
             header = b""
             if fmt == "crash-full":
                 header = build_dump_header(_dump_header(machine, facts, DUMP_TYPE_FULL, size))
-            result = _write_flat(view, plan, out, bar, base, size, header)
+            result = _write_flat(view, plan, out.fileno(), bar, base, size, header)
     written, data_bytes, size = result
     stored_refused = fmt in ("raw", "crash-full")
     if fmt in BITMAP_FORMATS:
@@ -205,13 +207,13 @@ def _mark(plan, ranges: FrameRanges, state: str) -> Iterator[tuple[int, int, str
             yield position, end, _DATA
 
 
-def _write_flat(view, plan, out: _AtomicFile, bar, base: int, size: int, header: bytes
+def _write_flat(view, plan, fd: int, bar, base: int, size: int, header: bytes
                 ) -> tuple[int, int, int]:
     """Raw, host and crash-full: frame n at ``base + n * 4096``; zero runs stay holes."""
-    os.ftruncate(out.fd, size)
+    os.ftruncate(fd, size)
     data_bytes = 0
     if header:
-        data_bytes += _pwrite_all(out.fd, header, 0)
+        data_bytes += _pwrite_all(fd, header, 0)
     written = 0
     buffer = memoryview(bytearray(_CHUNK_PAGES * PAGE_SIZE))
     for start, end, state in plan:
@@ -219,7 +221,7 @@ def _write_flat(view, plan, out: _AtomicFile, bar, base: int, size: int, header:
             for pfn, count in _chunks(start, end):
                 chunk = buffer[:count << PAGE_SHIFT]
                 view.read_frames_into(pfn, chunk)
-                data_bytes += _pwrite_all(out.fd, chunk, base + (pfn << PAGE_SHIFT))
+                data_bytes += _pwrite_all(fd, chunk, base + (pfn << PAGE_SHIFT))
                 bar.update(count)
         else:
             bar.update(end - start)
@@ -228,7 +230,7 @@ def _write_flat(view, plan, out: _AtomicFile, bar, base: int, size: int, header:
     return written, data_bytes, size
 
 
-def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, out: _AtomicFile, bar,
+def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, fd: int, bar,
                   dump_type: int, signature: bytes) -> tuple[int, int, int]:
     """crash-bitmap and crash-live: header, _SUMMARY_DUMP with one bit per stored frame, then
     those frames."""
@@ -245,8 +247,8 @@ def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, out: _At
     summary = build_summary_dump(SummaryDump(HeaderSize=header_size, Pages=pages,
                                              BitmapSize=frame_count, Bitmap=bytes(bitmap),
                                              Signature=signature))
-    os.ftruncate(out.fd, size)
-    data_bytes = _pwrite_all(out.fd, header, 0) + _pwrite_all(out.fd, summary, SUMMARY_DUMP_OFFSET)
+    os.ftruncate(fd, size)
+    data_bytes = _pwrite_all(fd, header, 0) + _pwrite_all(fd, summary, SUMMARY_DUMP_OFFSET)
     offset = header_size
     buffer = memoryview(bytearray(_CHUNK_PAGES * PAGE_SIZE))
     for start, end, state in plan:
@@ -256,7 +258,7 @@ def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, out: _At
         for pfn, count in _chunks(start, end):
             chunk = buffer[:count << PAGE_SHIFT]
             view.read_frames_into(pfn, chunk)
-            data_bytes += _pwrite_all(out.fd, chunk, offset)
+            data_bytes += _pwrite_all(fd, chunk, offset)
             offset += len(chunk)
             bar.update(count)
     return pages, data_bytes, size
@@ -317,34 +319,3 @@ def _progress(machine: SlatMachine, fmt: str, enabled: bool) -> tqdm:
     return tqdm(total=machine.frame_count, unit="page", unit_scale=True, desc=f"writing {fmt}",
                 disable=None if enabled else True, leave=False)
 
-
-class _AtomicFile:
-    """A file written under a temporary name in the target's directory, renamed into place on
-    success and removed on failure, so a reader never sees a half-written dump."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = -1
-        self.temp = ""
-
-    def __enter__(self) -> _AtomicFile:
-        directory, name = os.path.split(os.path.abspath(self.path))
-        try:
-            self.fd, self.temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot create a dump in {directory}: {exc.strerror}",
-                                    path=self.path) from exc
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(self.fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        os.close(self.fd)
-        if exc_type is None:
-            os.replace(self.temp, self.path)
-        else:
-            try:
-                os.unlink(self.temp)
-            except FileNotFoundError:
-                pass

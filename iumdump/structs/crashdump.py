@@ -33,7 +33,6 @@ from construct import (
 from ..errors import DumpFormatError, TruncatedDumpError
 from .bitfields import construct_message
 
-PAGE_SIZE = 0x1000
 DUMP_HEADER64_SIZE = 0x2000
 SUMMARY_DUMP_OFFSET = DUMP_HEADER64_SIZE      # Volatility: page_size * headerpages (2)
 PHYSICAL_MEMORY_BLOCK_SIZE = 0x2C0            # ContextRecord (0x348) - PhysicalMemoryBlockBuffer (0x88)

@@ -12,7 +12,8 @@ from construct import Construct
 
 from .bitfields import BitField, lsb_first_bitfield_word
 
-PAGE_SHIFT = 12
+PAGE_SHIFT = 12  # 4-KiB pages: the one page size of iumdump (large pages are counted in them)
+PAGE_SIZE = 1 << PAGE_SHIFT
 FRAME_BITS = 40  # bits 12..51: MAXPHYADDR of 52, the architectural maximum
 
 # -- guest paging (CR3 → PML4 → PDPT → PD → PT) ---------------------------------------------
