@@ -35,6 +35,15 @@ FLAG_SHORT = {
 }
 
 
+# What each severity asks of the analyst, beside its heading in report.md and report.html.
+SEVERITY_NOTES = {
+    "high": "a likely sign of compromise or tampering; investigate",
+    "medium": "unexpected; needs an explanation before the dump is relied on",
+    "low": "a limit on what this report can claim, or something unusual",
+    "info": "facts about the machine's security posture",
+}
+
+
 def trustlet_id_text(process: Mapping[str, Any]) -> str:
     """The TrustletId cell: as read, ``1 (inferred)`` where only the image path implies it, N/A
     where neither."""

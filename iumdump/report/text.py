@@ -13,7 +13,8 @@ import html
 
 from ..visible import hidden_escape, visible
 
-__all__ = ["hex_or_dash", "hidden_escape", "html_attribute", "html_text", "markdown", "visible"]
+__all__ = ["hex_or_dash", "hidden_escape", "html_attribute", "html_text", "markdown", "pid_text",
+           "visible", "yes_no"]
 
 _MARKDOWN_SPECIAL = frozenset("\\`*_[]<>|~&")
 
@@ -43,3 +44,11 @@ def html_attribute(text: object) -> str:
 
 def hex_or_dash(value: int | None, width: int = 0) -> str:
     return "—" if value is None else f"{value:#0{width + 2 if width else 0}x}"
+
+
+def pid_text(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
