@@ -785,7 +785,7 @@ def load_plugins() -> dict[str, type]:
     import volatility3.plugins.windows
     from volatility3 import framework
 
-    from ..commands.plugins import plugin_directory
+    from ..volplugins import plugin_directory
 
     directory = str(plugin_directory())
     if directory not in volatility3.plugins.__path__:

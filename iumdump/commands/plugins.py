@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-
-def plugin_directory() -> Path:
-    """The directory to give ``vol -p``: it holds ``windows/secureprocs.py`` and its siblings."""
-    import vol_plugins
-
-    return Path(vol_plugins.__file__).resolve().parent
+from ..volplugins import plugin_directory
 
 
 def register(subparsers) -> None:
@@ -23,3 +16,6 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     print(plugin_directory())
     return 0
+
+
+__all__ = ["plugin_directory", "register"]
