@@ -89,6 +89,26 @@ class FlagWord:
         """``build`` as an integer."""
         return int.from_bytes(self.build(**values), "little")
 
+    def update(self, word: int, **values: bool | int) -> int:
+        """The word value ``word`` with the named fields set to ``values`` and every other bit
+        kept: the fields not given, and the bits no field names (the secure handle that shares
+        ``SecureState`` with its flags, reserved bits). What a writer uses to set one bit field
+        of a structure it fills field by field."""
+        widths = {name: self.bit(name).length for name in values}  # SymbolError: no such field
+        for name, value in values.items():
+            if not isinstance(value, int) or not 0 <= value < 1 << widths[name]:
+                raise InvalidInputError(f"{value!r} does not fit the {widths[name]}-bit field "
+                                        f"{name} of {self.type_name}.{self.path}",
+                                        expected=widths[name], actual=value)
+        try:
+            parsed = self.construct.parse(self._to_bytes(word))
+            for name, value in values.items():
+                parsed[name] = bool(value) if widths[name] == 1 else int(value)
+            return int.from_bytes(self.construct.build(parsed), "little")
+        except ConstructError as exc:
+            raise InvalidInputError(f"cannot build {self.type_name}.{self.path}: "
+                                    f"{construct_message(exc)}") from None
+
     def _check(self, value: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) \
                 or not 0 <= value < 1 << (8 * self.size):
@@ -117,8 +137,33 @@ def flag_word(table: SymbolTable, type_name: str, path: str) -> FlagWord:
     try:
         construct = lsb_first_bitfield_word(fields, member.size)
     except ValueError as exc:  # overlapping fields or fields wider than the word
-        raise SymbolError(f"{type_name}.{path}: {exc}", path=table.source) from None
+        # Several views of one word (a union of flag structures: _MMVAD_SHORT.u holds VadFlags
+        # and PrivateVadFlags, _HANDLE_TABLE_ENTRY's access word overlays _EXHANDLE): a path to
+        # a bit field names its view, the bit fields declared beside it.
+        declared = _declared_bitfields(table, type_name, path) if member.is_bitfield else []
+        if not declared:
+            raise SymbolError(f"{type_name}.{path}: {exc}", path=table.source) from None
+        fields = tuple(BitField(m.name, m.bit_position, m.bit_length) for m in declared)
+        try:
+            construct = lsb_first_bitfield_word(fields, member.size)
+        except ValueError as again:
+            raise SymbolError(f"{type_name}.{path}: {again}", path=table.source) from None
     return FlagWord(type_name, path, member.offset, member.size, fields, construct)
+
+
+def _declared_bitfields(table: SymbolTable, type_name: str, path: str) -> list[BitFieldMember]:
+    """The bit fields declared in the same structure as the bit field at ``path`` and sharing
+    its storage unit (C allocates consecutive bit fields of one structure into one unit)."""
+    *through, name = path.split(".")
+    declaring = type_name
+    for part in through:
+        declaring = table.fields(declaring)[part]["type"]["name"]
+    fields = table.fields(declaring)
+    offset = int(fields[name]["offset"])
+    found = [BitFieldMember(other, int(f["type"]["bit_position"]), int(f["type"]["bit_length"]))
+             for other, f in fields.items()
+             if f["type"]["kind"] == "bitfield" and int(f["offset"]) == offset]
+    return sorted(found, key=lambda f: f.bit_position)
 
 
 def _bitfields(table: SymbolTable, type_name: str, path: str) -> list[BitFieldMember]:

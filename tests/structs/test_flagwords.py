@@ -131,6 +131,58 @@ def test_overlapping_bit_fields_are_a_symbol_error():
         flag_word(table, "_T", "A")
 
 
+def test_update_sets_named_fields_and_keeps_every_other_bit(small_isf):
+    word = flag_word(small_isf, "_OUTER", "Flags")
+    value = 1 << 31 | 1 << 4 | 1  # Omega, an unnamed bit, Alpha
+    assert word.update(value, Level=6) == value | 6 << 1
+    assert word.update(value, Alpha=False) == value & ~1
+    assert word.decode(word.update(value, Level=6)) == {"Alpha": True, "Level": 6, "Omega": True}
+    secure = flag_word(small_isf, "_OUTER", "Secure.Bits.SecureProcess")
+    handle = 0x1234_5670  # a handle sharing the word with its flags (bits 2 and up)
+    assert secure.update(handle, SecureProcess=True) == handle | 1
+
+
+def test_update_refuses_what_does_not_fit(small_isf):
+    word = flag_word(small_isf, "_OUTER", "Flags")
+    with pytest.raises(InvalidInputError, match="3-bit field Level"):
+        word.update(0, Level=8)
+    with pytest.raises(InvalidInputError):
+        word.update(0, Level=-1)
+    with pytest.raises(SymbolError, match="Nope"):
+        word.update(0, Nope=1)
+    with pytest.raises(InvalidInputError):
+        word.update(1 << 32, Alpha=True)
+
+
+def test_a_bit_field_path_picks_its_view_of_a_union_word():
+    """A word seen through several flag structures of one union (_MMVAD_SHORT.u: VadFlags,
+    PrivateVadFlags …) whose bit fields overlap: the path names the structure to use."""
+    table = SymbolTable({
+        "metadata": {}, "symbols": {}, "enums": {},
+        "base_types": {"unsigned long": {"size": 4, "signed": False, "kind": "int",
+                                         "endian": "little"}},
+        "user_types": {
+            "_VAD": {"kind": "struct", "size": 8, "fields": {
+                "u": {"offset": 4, "type": {"kind": "union", "name": "__anon_u"}}}},
+            "__anon_u": {"kind": "union", "size": 4, "fields": {
+                "LongFlags": _base(0, "unsigned long"),
+                "VadFlags": {"offset": 0, "type": {"kind": "struct", "name": "_VAD_FLAGS"}},
+                "PrivateFlags": {"offset": 0, "type": {"kind": "struct", "name": "_PRIV"}}}},
+            "_VAD_FLAGS": {"kind": "struct", "size": 4, "fields": {
+                "VadType": _bitfield(0, 0, 3), "Protection": _bitfield(0, 3, 5),
+                "PrivateMemory": _bitfield(0, 15, 1)}},
+            "_PRIV": {"kind": "struct", "size": 4, "fields": {
+                "Spare": _bitfield(0, 0, 15), "AlwaysClear": _bitfield(0, 15, 2)}},
+        }}, source="views")
+    word = flag_word(table, "_VAD", "u.VadFlags.Protection")
+    assert (word.offset, word.size) == (4, 4)
+    assert word.names == ("VadType", "Protection", "PrivateMemory")
+    assert word.value(Protection=4, PrivateMemory=True) == 4 << 3 | 1 << 15
+    assert flag_word(table, "_VAD", "u.PrivateFlags.AlwaysClear").names == ("Spare", "AlwaysClear")
+    with pytest.raises(SymbolError, match="overlaps"):
+        flag_word(table, "_VAD", "u")  # the word itself has no single view
+
+
 # -- the real kernels (../shared/isf) ---------------------------------------------------------
 
 @pytest.mark.parametrize("type_name, word_path, bit_name, bits", [
@@ -148,6 +200,20 @@ def test_bits_on_real_kernels(real_isf, type_name, word_path, bit_name, bits):
     assert word.bit(bit_name) == BitField(bit_name, bits[build])
     assert word.size == 4
     assert word.decode(1 << bits[build])[bit_name] is True
+
+
+@pytest.mark.parametrize("type_name, path, names", [
+    ("_MMVAD_SHORT", "u.VadFlags.Protection", {"VadType", "Protection", "PrivateMemory"}),
+    ("_HANDLE_TABLE_ENTRY", "GrantedAccessBits", {"GrantedAccessBits", "NoRightsUpgrade"}),
+])
+def test_union_words_of_real_kernels_take_the_view_their_path_names(real_isf, type_name, path,
+                                                                     names):
+    """Regression: the VAD flags (19041) and a handle's access word (14393, 19041) share their
+    word with other flag structures, so the emulator could not write them with flag words."""
+    word = flag_word(real_isf, type_name, path)
+    assert names <= set(word.names)
+    name = path.rsplit(".", 1)[-1]
+    assert word.decode(word.value(**{name: 1}))[name] in (True, 1)
 
 
 def test_secure_state_on_19041(isf_19041):
