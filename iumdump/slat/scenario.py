@@ -22,10 +22,10 @@ import random
 import re
 import sys
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ..analysis.derive import KNOWN_TRUSTLET_IMAGES
 from ..errors import ScenarioError
 from ..structs.paging import PAGE_SIZE
 
@@ -37,19 +37,51 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 USER_SPACE_END = 0x0000_7FFF_FFFF_0000  # MmHighestUserAddress + 1 on x64
 WOW64_SPACE_END = 0x8000_0000  # a 32-bit process' user space (no /LARGEADDRESSAWARE)
 
-KINDS = ("system", "minimal", "user")
-# "secure": an IUM process that is not a trustlet (Secure System); "enclave-host": a VTL0 process
-# that owns a secure enclave (SgrmBroker.exe) — it has a secure handle but is not secure itself.
-SECURE_KINDS = ("trustlet", "secure", "enclave-host")
+
+
+class ProcessKind(str, Enum):
+    """What a process is to the kernel that creates it."""
+
+    SYSTEM = "system"  # System (pid 4): the kernel's own process, in the kernel's address space
+    MINIMAL = "minimal"  # a minimal process the kernel creates (Registry, MemCompression…)
+    USER = "user"  # created from an image file
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def created_by_kernel(self) -> bool:
+        """System and the minimal processes: made by the kernel itself, from no image file and
+        charged no quota; a user process is created from an image file."""
+        return self is not ProcessKind.USER
+
+
+class SecureKind(str, Enum):
+    """A process's standing in Virtual Trust Level 1."""
+
+    TRUSTLET = "trustlet"  # an IUM process with a trustlet identity (LsaIso.exe)
+    SECURE = "secure"  # an IUM process that is not a trustlet (Secure System)
+    # A VTL0 process that owns a secure enclave (SgrmBroker.exe): it has a secure handle but is
+    # not secure itself.
+    ENCLAVE_HOST = "enclave-host"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_secure_process(self) -> bool:
+        """An IUM process: SecureState bit 0 set (SecurePid nonzero before 1709)."""
+        return self is not SecureKind.ENCLAVE_HOST
+
+
+KINDS = tuple(kind.value for kind in ProcessKind)
+SECURE_KINDS = tuple(kind.value for kind in SecureKind)
 CONTENTS = ("readable", "zero", "secure", "bulk", "secure-bulk")
 PAGE_KINDS = ("none", "readable", "secure")
 # WinNT.h page protections a VAD can carry (vadinfo prints these names).
 PROTECTIONS = ("PAGE_NOACCESS", "PAGE_READONLY", "PAGE_EXECUTE", "PAGE_EXECUTE_READ",
                "PAGE_READWRITE", "PAGE_WRITECOPY", "PAGE_EXECUTE_READWRITE",
                "PAGE_EXECUTE_WRITECOPY")
-# Image names of Windows trustlets: the list the masquerade verdict uses.
-TRUSTLET_NAMES = KNOWN_TRUSTLET_IMAGES
-
 # Package data, so an installed (not only an editable) iumdump finds them for `iumdump demo`.
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -87,9 +119,9 @@ class ProcessSpec:
     name: str
     pid: int
     ppid: int
-    kind: str = "user"  # system (pid 4) | minimal (Registry, Secure System…) | user
+    kind: ProcessKind = ProcessKind.USER
     session: int | None = None
-    secure: str | None = None  # None | "trustlet" | "secure" | "enclave-host"
+    secure: SecureKind | None = None
     trustlet_id: int | None = None
     protection: int = 0
     linked: bool = True
@@ -108,7 +140,7 @@ class ProcessSpec:
 
     @property
     def has_address_space(self) -> bool:
-        return self.kind != "system"
+        return self.kind is not ProcessKind.SYSTEM
 
     @property
     def image_base(self) -> int:
@@ -296,7 +328,8 @@ class _Reader:
         kind = self.get(entry, "kind", str, where, "system" if pid == 4 else "user")
         if kind not in KINDS:
             raise self.fail(where, f"kind {kind!r} is not one of {', '.join(KINDS)}")
-        if (kind == "system") != (pid == 4):
+        kind = ProcessKind(kind)
+        if (kind is ProcessKind.SYSTEM) != (pid == 4):
             raise self.fail(where, "exactly the process with pid 4 is kind 'system'")
         session = self.get(entry, "session", int, where, None)
         if session is not None and not 0 <= session < 0x10000:
@@ -306,10 +339,11 @@ class _Reader:
             secure = None
         if secure is not None and secure not in SECURE_KINDS:
             raise self.fail(where, f"secure must be one of {', '.join(SECURE_KINDS)} or false")
+        secure = SecureKind(secure) if secure is not None else None
         trustlet_id = self.get(entry, "trustlet_id", int, where, None)
-        if trustlet_id is not None and secure != "trustlet":
+        if trustlet_id is not None and secure is not SecureKind.TRUSTLET:
             raise self.fail(where, "trustlet_id is only for secure = \"trustlet\"")
-        if secure == "trustlet" and trustlet_id is None:
+        if secure is SecureKind.TRUSTLET and trustlet_id is None:
             trustlet_id = 0
         protection = self.get(entry, "protection", int, where, 0)
         if not 0 <= protection <= 0xFF:
@@ -330,8 +364,8 @@ class _Reader:
             ("linked", True), ("wow64", False), ("deleting", False), ("cross_session", False),
             ("frozen", False), ("background", False), ("subsystem", False))}
         exited = self._exit_time(entry, where, created, lifetime, flags)
-        default_pages = "none" if kind != "user" or flags["deleting"] else (
-            "secure" if secure == "trustlet" else "readable")
+        default_pages = "none" if kind.created_by_kernel or flags["deleting"] else (
+            "secure" if secure is SecureKind.TRUSTLET else "readable")
         pages = self.get(entry, "pages", str, where, default_pages)
         if pages not in PAGE_KINDS:
             raise self.fail(where, f"pages must be one of {', '.join(PAGE_KINDS)}")
@@ -432,7 +466,7 @@ class _Reader:
             seen[spec.pid] = spec.name
             if spec.secure and not scenario.vbs:
                 raise self.fail("", f"{spec.name} (pid {spec.pid}) is secure but the scenario has vbs = false")
-            if any(r.secure for r in spec.regions) and spec.secure != "trustlet":
+            if any(r.secure for r in spec.regions) and spec.secure is not SecureKind.TRUSTLET:
                 raise self.fail("", f"{spec.name} (pid {spec.pid}) has secure pages but is not a trustlet")
             if spec.regions and not spec.has_address_space:
                 raise self.fail("", f"{spec.name} (pid {spec.pid}) is the System process and has no user pages")
@@ -563,7 +597,7 @@ def expand_fleet(scenario: Scenario, memory_size: int) -> tuple[tuple[ProcessSpe
     plan = plan_fleet(scenario.fleet, memory_size)
     processes = list(scenario.processes)
     for index, spec in enumerate(processes):
-        if spec.secure == "trustlet" and plan.trustlet_pages:
+        if spec.secure is SecureKind.TRUSTLET and plan.trustlet_pages:
             start = 0x0000_0100_0000_0000
             grown = spec.regions + (RegionSpec(start, plan.trustlet_pages, "PAGE_READWRITE",
                                                "secure-bulk"),)
@@ -571,7 +605,8 @@ def expand_fleet(scenario: Scenario, memory_size: int) -> tuple[tuple[ProcessSpe
             break
     rng = random.Random(f"fleet:{scenario.name}")
     used = {spec.pid for spec in processes}
-    parents = [spec.pid for spec in processes if spec.kind == "user" and spec.session is not None]
+    parents = [spec.pid for spec in processes
+               if spec.kind is ProcessKind.USER and spec.session is not None]
     pid = max(used) + 4
     for number in range(scenario.fleet.processes):
         while pid in used:
@@ -592,13 +627,14 @@ def expand_fleet(scenario: Scenario, memory_size: int) -> tuple[tuple[ProcessSpe
 
 
 def scenario_summary(scenario: Scenario) -> str:
-    trustlets = [p.name for p in scenario.processes if p.secure == "trustlet"]
+    trustlets = [p.name for p in scenario.processes if p.secure is SecureKind.TRUSTLET]
     return (f"{scenario.name}: {len(scenario.processes)} processes, VBS {'on' if scenario.vbs else 'off'}"
             + (f", trustlets {', '.join(trustlets)}" if trustlets else ""))
 
 
-__all__ = ["CONTENTS", "FleetPlan", "FleetSpec", "KINDS", "PROTECTIONS", "ProcessSpec",
-           "RegionSpec", "SCENARIO_DIR", "Scenario", "TRUSTLET_NAMES", "bundled_scenarios",
+__all__ = ["CONTENTS", "FleetPlan", "FleetSpec", "KINDS", "PROTECTIONS", "ProcessKind",
+           "ProcessSpec", "RegionSpec", "SCENARIO_DIR", "SECURE_KINDS", "Scenario", "SecureKind",
+           "bundled_scenarios",
            "default_image_path", "default_paged_pool_pages", "default_pool_pages",
            "default_regions", "expand_fleet",
            "format_size", "from_dict", "load", "parse_size", "plan_fleet", "resolve",

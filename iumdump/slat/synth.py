@@ -28,9 +28,8 @@ from tqdm import tqdm
 from ..atomic import atomic_output
 from ..errors import InvalidInputError, ScenarioError, SymbolError
 from ..isf import KERNEL_PDB_NAMES, SymbolTable, isf_file_name
-from .kernel import (
-    KERNEL_LOW_FRAMES, SHARED_CONTENT, KernelBuild, SyntheticKernel, windows_time,
-)
+from .kernel import KernelBuild, KernelContext, build_kernel, fill_free_frames
+from .kernel.constants import KERNEL_LOW_FRAMES, SHARED_CONTENT, windows_time
 from .machine import FrameRanges, SlatMachine
 from .memory import FrameAllocator, GuestPhysicalMemory
 from .pagetables import LARGE_PAGE_FRAMES
@@ -104,15 +103,15 @@ def synthesize(scenario: str | os.PathLike | Scenario = DEFAULT_SCENARIO,
 
     memory = GuestPhysicalMemory(size, seed=seed)
     machine = SlatMachine(memory)
-    kernel = SyntheticKernel(
+    kernel = KernelContext(
         machine, symbols, seed=seed, processors=loaded.processors, boot_time=loaded.boot_time,
         system_time=loaded.system_time, vbs=loaded.vbs,
         allocator=FrameAllocator(memory, reserved=[(0, 1)]), bulk_pages=bulk_pages,
         progress=_progress_factory(progress))
-    built = kernel.build(processes, pool_pages=pool_pages,
+    built = build_kernel(kernel, processes, pool_pages=pool_pages,
                          paged_pool_pages=paged_pool_pages)
     if plan is not None:
-        kernel.fill_free_frames(plan.fill)
+        fill_free_frames(kernel, plan.fill)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

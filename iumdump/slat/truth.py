@@ -39,11 +39,20 @@ from typing import Any, Iterable
 from ..atomic import write_atomic
 from ..structs.process_info import FLAG_NAMES
 from ..structs.protection import protection_text
-from .kernel import SHARED_CONTENT, KernelBuild
+from .kernel.constants import SHARED_CONTENT
+from .kernel.results import KernelBuild
 from .memory import GuestPhysicalMemory
-from .scenario import TRUSTLET_NAMES
+from .scenario import ProcessKind
 
 ADDRESS_48 = (1 << 48) - 1
+# The image names of the trustlets Windows ships, whose name on a process that is not secure the
+# scenario means as a masquerade: LsaIso.exe (Credential Guard), vmsp.exe (the virtual TPM of a
+# shielded VM's worker), BioIso.exe (Windows Hello biometrics) and FsIso.exe (the secure frame
+# server) — Microsoft, "Isolated User Mode (IUM) Processes" (Win32 docs), and Windows Internals
+# 7th ed., Part 1, ch. 3, "Trustlets". The emulator keeps its own list, apart from the analyzer's,
+# so that its truth states intent rather than repeating the code it judges.
+TRUSTLET_IMAGES = ("LsaIso.exe", "vmsp.exe", "BioIso.exe", "FsIso.exe")
+_TRUSTLET_KEYS = frozenset(name.lower() for name in TRUSTLET_IMAGES)
 
 
 def verdict(name: str, *, secure: bool, secure_handle: int) -> str:
@@ -54,7 +63,7 @@ def verdict(name: str, *, secure: bool, secure_handle: int) -> str:
     ``enclave-host`` (a secure handle without the secure bit); else ``normal``."""
     if secure:
         return "secure"
-    if name.lower() in {n.lower() for n in TRUSTLET_NAMES}:
+    if name.lower() in _TRUSTLET_KEYS:
         return "masquerade"
     if secure_handle:
         return "enclave-host"
@@ -146,7 +155,7 @@ def build_truth(*, scenario: str, fmt: str, seed: int, memory: GuestPhysicalMemo
             "scenario_trustlet_id": spec.trustlet_id,
             "protection": spec.protection,
             "protection_text": protection_text(spec.protection),
-            "minimal": spec.kind == "minimal",
+            "minimal": spec.kind is ProcessKind.MINIMAL,
             "verdict": verdict(spec.name, secure=built.secure,
                                secure_handle=built.secure_handle),
             "session": spec.session,
@@ -216,13 +225,6 @@ def load_truth(path: str | os.PathLike) -> dict[str, Any]:
         return json.load(handle)
 
 
-def process_pages(truth: dict[str, Any], pid: int) -> dict[str, Any] | None:
-    """The ``pages`` entry of one process (``None`` when it has no user pages)."""
-    for process in truth["processes"]:
-        if process["pid"] == pid:
-            return process["pages"]
-    raise KeyError(pid)
-
-
-__all__ = ["build_truth", "load_truth", "page_fates", "process_pages", "verdict", "write_truth"]
+__all__ = ["TRUSTLET_IMAGES", "build_truth", "load_truth", "page_fates", "verdict",
+           "write_truth"]
 

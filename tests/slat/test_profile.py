@@ -323,9 +323,9 @@ KERNEL_FIELDS_ABSENT_ON_19041 = {
 
 
 def _kernel_lists():
-    from iumdump.slat import kernel  # its KERNEL_*_USED lists are what it reads by name
+    from iumdump.slat.kernel import manifest  # the KERNEL_*_USED lists: what it reads by name
 
-    return kernel
+    return manifest
 
 
 def test_has_every_field_the_synthetic_kernel_writes():

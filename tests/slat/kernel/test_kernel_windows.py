@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pefile
 import pytest
-from test_kernel import PROFILES, Reader, build, symbols
+from kernel_reader import PROFILES, Reader, build, symbols
 
-from iumdump.slat import kernel as K
-from iumdump.slat.kspace import BOOT_IMAGES_SLOT, KUSER_SLOT
+from iumdump.slat.kernel import manifest as M
+from iumdump.slat.kernel.constants import KERNEL_STACK_SIZE, KUSER_SHARED_DATA_USER
+from iumdump.slat.kernel.kernel_space import BOOT_IMAGES_SLOT, KUSER_SLOT
 from iumdump.slat.pagetables import LARGE_PAGE_SIZE
 
 PAGE = 0x1000
@@ -51,11 +52,11 @@ def test_ntoskrnl_has_its_sections_and_export_directory(kernel):
                     if s.VirtualAddress <= rva < s.VirtualAddress + s.Misc_VirtualSize)
 
     table = reader.symbols
-    for name in K.KERNEL_SYMBOLS_USED:
+    for name in M.KERNEL_SYMBOLS_USED:
         if not table.has_symbol(name):
             continue
         flags = section(table.symbol(name)).Characteristics
-        if name in K.KERNEL_FUNCTIONS:
+        if name in M.KERNEL_FUNCTIONS:
             assert flags & 0x20000000, name  # IMAGE_SCN_MEM_EXECUTE
         else:
             assert not flags & 0x20000000 and not flags & 0x20, name  # data, not code
@@ -64,7 +65,7 @@ def test_ntoskrnl_has_its_sections_and_export_directory(kernel):
     export = pe.DIRECTORY_ENTRY_EXPORT
     assert export.name == b"ntoskrnl.exe"
     exported = {s.name.decode(): s.address for s in export.symbols}
-    expected = {n: table.symbol(n) for n in K.KERNEL_EXPORTS if table.has_symbol(n)}
+    expected = {n: table.symbol(n) for n in M.KERNEL_EXPORTS if table.has_symbol(n)}
     assert exported == expected
     assert {"PsInitialSystemProcess", "PsLoadedModuleList", "NtBuildNumber"} <= set(exported)
     ordered = [s.name for s in sorted(export.symbols, key=lambda s: s.ordinal)]
@@ -110,7 +111,7 @@ def test_system_pml4_has_the_kernel_regions_every_process_shares(kernel):
     assert sum(1 for e in root[:256] if e == 0) > 0x40 and kernel_half.count(0) > 0x40
     slots = {index for index, e in enumerate(root) if index >= 256 and e & 1}
     assert {KUSER_SLOT, BOOT_IMAGES_SLOT, kernel.self_map_index} <= slots
-    for region in kernel.space.regions.values():
+    for region in kernel.kernel_space.regions.values():
         assert region.slot in slots or region.kind in ("MiVaSystemPtes",), region
     for process in built.processes:
         if process.space is kernel.system_space:
@@ -145,7 +146,7 @@ def test_system_has_a_handle_table_in_an_obtb_block_and_a_vad_tree(kernel):
         root = reader.field("_EPROCESS", process.eprocess, "VadRoot.Root")
         assert (root != 0) == bool(process.regions)
         assert reader.field("_EPROCESS", process.eprocess, "VadHint") == root
-    assert system.regions and system.regions[0].spec.start == K.KUSER_SHARED_DATA_USER
+    assert system.regions and system.regions[0].spec.start == KUSER_SHARED_DATA_USER
 
 
 def test_image_processes_have_their_pe_header_at_section_base_address(kernel):
@@ -185,7 +186,7 @@ def test_every_thread_has_a_mapped_kernel_stack_below_a_guard_page(kernel):
         for thread in process.threads:
             base = reader.field("_ETHREAD", thread, "Tcb.StackBase")
             limit = reader.field("_ETHREAD", thread, "Tcb.StackLimit")
-            assert base - limit == K.KERNEL_STACK_SIZE
+            assert base - limit == KERNEL_STACK_SIZE
             assert all(space.translate(va) is not None for va in range(limit, base, PAGE))
             assert space.translate(limit - PAGE) is None
             assert limit < reader.field("_ETHREAD", thread, "Tcb.KernelStack") < base

@@ -4,79 +4,23 @@ with PE, pool and object decoding done independently of the kernel's own code.""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pefile
 import pytest
+from kernel_reader import PROFILES, Reader, build, symbols
 
 from iumdump.errors import ScenarioError, SymbolError
 from iumdump.isf import SymbolTable
-from iumdump.slat import kernel as K
 from iumdump.slat import scenario as scenarios
+from iumdump.slat.kernel import KernelContext
+from iumdump.slat.kernel import manifest as M
+from iumdump.slat.kernel.constants import KUSER_SHARED_DATA_USER, LOW_STUB
+from iumdump.slat.kernel.kernel_space import KUSER_SHARED_DATA_KERNEL
 from iumdump.slat.machine import SlatMachine
 from iumdump.slat.memory import GuestPhysicalMemory
 from iumdump.slat.profile import builtin_symbol_table
 from iumdump.slat.synth import synthesize
 from iumdump.structs.paging import EXECUTE_DISABLE, READ_WRITE, USER
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "isf"
-REAL = {"14393": SHARED / "517E128F7B7C4EA79491DE6B9B9CE190-1.json.xz",
-        "19041": SHARED / "606FF669409B00F7FC8C61A9C1670129-1.json.xz"}
-_tables: dict[str, SymbolTable] = {}
-
-
-def symbols(profile: str) -> SymbolTable:
-    if profile not in _tables:
-        if profile == "builtin":
-            _tables[profile] = builtin_symbol_table()
-        else:
-            if not REAL[profile].is_file():
-                pytest.skip(f"{REAL[profile]} is absent")
-            _tables[profile] = SymbolTable.load(REAL[profile])
-    return _tables[profile]
-
-
-def build(profile: str, scenario: str = "credential-guard", *, seed: int = 0,
-          memory: int = 32 << 20):
-    loaded = scenarios.load(scenario)
-    machine = SlatMachine(GuestPhysicalMemory(memory, seed=seed))
-    kernel = K.SyntheticKernel(machine, symbols(profile), seed=seed,
-                               processors=loaded.processors, boot_time=loaded.boot_time,
-                               system_time=loaded.system_time, vbs=loaded.vbs)
-    return kernel, kernel.build(loaded.processes), machine
-
-
-class Reader:
-    """Reads kernel virtual memory of a built machine through its System address space."""
-
-    def __init__(self, kernel: K.SyntheticKernel, machine: SlatMachine) -> None:
-        self.kernel, self.memory = kernel, machine.memory
-        self.symbols = kernel.symbols
-
-    def read(self, va: int, length: int, space=None) -> bytes:
-        space = space or self.kernel.system_space
-        out = b""
-        while length:
-            pa = space.translate(va)
-            assert pa is not None, f"{va:#x} is not mapped"
-            chunk = min(0x1000 - (va & 0xFFF), length)
-            out += self.memory.read(pa, chunk)
-            va, length = va + chunk, length - chunk
-        return out
-
-    def u(self, va: int, size: int = 8) -> int:
-        return int.from_bytes(self.read(va, size), "little")
-
-    def field(self, type_name: str, base: int, path: str) -> int:
-        member = self.symbols.member(type_name, path)
-        value = self.u(base + member.offset, member.size)
-        if member.bit_position is not None:
-            value = value >> member.bit_position & ((1 << member.bit_length) - 1)
-        return value
-
-
-PROFILES = ("builtin", "14393", "19041")
-
 
 def _used(profile: str) -> tuple[set, set]:
     used, types = set(), set()
@@ -93,26 +37,26 @@ def test_the_kernel_uses_only_listed_fields(profile):
     resolves is listed; what a layout lacks is only ever an optional field."""
     used, types = _used(profile)
     table = symbols(profile)
-    assert used <= set(K.KERNEL_FIELDS_USED)
-    assert {f for f in used if not table.has_member(*f)} <= set(K.KERNEL_FIELDS_OPTIONAL)
-    assert types <= set(K.KERNEL_TYPES_USED)
-    assert {t for t in K.KERNEL_TYPES_USED if not table.has_type(t)} <= set(K.KERNEL_TYPES_OPTIONAL)
+    assert used <= set(M.KERNEL_FIELDS_USED)
+    assert {f for f in used if not table.has_member(*f)} <= set(M.KERNEL_FIELDS_OPTIONAL)
+    assert types <= set(M.KERNEL_TYPES_USED)
+    assert {t for t in M.KERNEL_TYPES_USED if not table.has_type(t)} <= set(M.KERNEL_TYPES_OPTIONAL)
 
 
 def test_every_listed_field_is_used_by_some_layout():
     used = set()
     for profile in PROFILES:  # skips unless both real symbol tables are there
         used |= _used(profile)[0]
-    assert set(K.KERNEL_FIELDS_USED) - used == set()
+    assert set(M.KERNEL_FIELDS_USED) - used == set()
 
 
 def test_builtin_profile_has_what_the_kernel_uses_where_19041_does():
     builtin, real = symbols("builtin"), symbols("19041")
-    for type_name, path in K.KERNEL_FIELDS_USED + K.VOLATILITY_FIELDS_NEEDED:
+    for type_name, path in M.KERNEL_FIELDS_USED + M.VOLATILITY_FIELDS_NEEDED:
         if real.has_member(type_name, path):
             assert builtin.member(type_name, path).offset == real.member(type_name, path).offset, (
                 type_name, path)
-    for name in K.KERNEL_SYMBOLS_USED:
+    for name in M.KERNEL_SYMBOLS_USED:
         assert builtin.has_symbol(name) == real.has_symbol(name), name
 
 
@@ -231,13 +175,13 @@ def test_vad_tree_is_a_search_tree_with_parent_links():
 def test_kuser_shared_data_is_one_frame_at_both_addresses():
     kernel, built, machine = build("builtin")
     system = kernel.system_space
-    assert system.translate(K.KUSER_SHARED_DATA_KERNEL) == system.translate(K.KUSER_SHARED_DATA_USER)
+    assert system.translate(KUSER_SHARED_DATA_KERNEL) == system.translate(KUSER_SHARED_DATA_USER)
     # Volatility's Intel64LayerCheck reads NtMajorVersion at its fixed offset 0x26C.
-    assert int.from_bytes(machine.memory.read(system.translate(K.KUSER_SHARED_DATA_KERNEL) + 0x26C,
+    assert int.from_bytes(machine.memory.read(system.translate(KUSER_SHARED_DATA_KERNEL) + 0x26C,
                                               4), "little") == 10
     notepad = next(p for p in built.processes if p.spec.name == "notepad.exe")
-    assert notepad.space.translate(K.KUSER_SHARED_DATA_USER) == system.translate(
-        K.KUSER_SHARED_DATA_KERNEL)
+    assert notepad.space.translate(KUSER_SHARED_DATA_USER) == system.translate(
+        KUSER_SHARED_DATA_KERNEL)
 
 
 def test_kuser_shared_data_is_mapped_into_every_process_trustlets_included():
@@ -245,16 +189,16 @@ def test_kuser_shared_data_is_mapped_into_every_process_trustlets_included():
     and no-execute into every process it creates (MiInsertSharedUserPageVad, ReactOS
     procsup.c), LsaIso.exe included, and real Credential Guard dumps show it there."""
     kernel, built, _machine = build("builtin")
-    kuser = kernel.system_space.translate(K.KUSER_SHARED_DATA_KERNEL)
+    kuser = kernel.system_space.translate(KUSER_SHARED_DATA_KERNEL)
     with_space = [p for p in built.processes if p.regions]
     assert any(p.secure for p in with_space)
     for process in with_space:
-        (leaf,) = list(process.space.leaves(K.KUSER_SHARED_DATA_USER,
-                                            K.KUSER_SHARED_DATA_USER + 0x1000))
+        (leaf,) = list(process.space.leaves(KUSER_SHARED_DATA_USER,
+                                            KUSER_SHARED_DATA_USER + 0x1000))
         assert leaf.pa == kuser, process.spec.name
         assert leaf.entry & USER and not leaf.entry & READ_WRITE
         assert leaf.entry & EXECUTE_DISABLE
-        (region,) = [r for r in process.regions if r.spec.start == K.KUSER_SHARED_DATA_USER]
+        (region,) = [r for r in process.regions if r.spec.start == KUSER_SHARED_DATA_USER]
         assert (region.spec.pages, region.spec.protection, region.tag) == \
             (1, "PAGE_READONLY", "VadS")
 
@@ -276,7 +220,7 @@ def test_memory_compression_is_named_as_windows_names_it(synth_dump):
 
 def test_low_stub_names_the_system_page_map_and_a_kernel_address():
     _, built, machine = build("builtin")
-    stub = machine.memory.read(K.LOW_STUB, 0x100)
+    stub = machine.memory.read(LOW_STUB, 0x100)
     # volatility3.framework.constants.windows: JMP_AND_COMPLETION_SIGNATURE under its mask.
     assert int.from_bytes(stub[:8], "little") & 0xFFFFFFFFFFFF00FF == 0x00000001000600E9
     assert int.from_bytes(stub[0xA0:0xA8], "little") == built.dtb
@@ -358,8 +302,8 @@ def test_a_symbol_table_without_a_required_symbol_is_refused():
     machine = SlatMachine(GuestPhysicalMemory(16 << 20))
     loaded = scenarios.load("credential-guard")
     with pytest.raises(SymbolError, match="KdDebuggerDataBlock"):
-        K.SyntheticKernel(machine, SymbolTable(data), seed=0, processors=2,
-                          boot_time=loaded.boot_time, system_time=loaded.system_time, vbs=True)
+        KernelContext(machine, SymbolTable(data), seed=0, processors=2,
+                      boot_time=loaded.boot_time, system_time=loaded.system_time, vbs=True)
 
 
 def test_a_machine_too_small_for_its_scenario_is_a_scenario_error():

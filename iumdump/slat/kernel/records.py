@@ -1,14 +1,17 @@
 """Structures laid out by a symbol table: sizes and field positions resolved by name.
 
-The synthetic kernel and the PE image writer set every field through these, so nothing carries
-a hard-coded offset: the symbol table (the built-in profile, a real ISF, or one of Volatility's
-own tables such as pe.json) decides where each byte goes.
+The synthetic kernel and the PE image writer fill every structure through a :class:`Record`, so
+nothing carries a hard-coded offset: the symbol table (the built-in profile, a real ISF, or one
+of Volatility's own tables such as pe.json) decides where each byte goes. Bit fields are written
+with the flag-word definitions generated from the same table (:mod:`iumdump.structs.flagwords`),
+the ones iumdump's readers parse them with.
 """
 
 from __future__ import annotations
 
-from ..errors import InvalidInputError, SymbolError
-from ..isf import Member, SymbolTable
+from ...errors import InvalidInputError, SymbolError
+from ...isf import Member, SymbolTable
+from ...structs.flagwords import FlagWord, flag_word
 
 
 class Layout:
@@ -20,6 +23,9 @@ class Layout:
     def __init__(self, symbols: SymbolTable) -> None:
         self.symbols = symbols
         self._members: dict[tuple[str, str], Member | None] = {}
+        # (type, path, word before, value) → word after: the kernel sets the same bits into the
+        # same words thousands of times (pool headers, VADs), each a construct parse and build.
+        self._bit_updates: dict[tuple[str, str, int, int], int] = {}
         self.used: set[tuple[str, str]] = set()
         self.used_types: set[str] = set()
 
@@ -44,6 +50,21 @@ class Layout:
     def offset(self, type_name: str, path: str) -> int:
         return self.member(type_name, path).offset
 
+    def flag_word(self, type_name: str, path: str) -> FlagWord:
+        """The flag word holding the bit field at ``path``, defined by the symbol table."""
+        self.member(type_name, path)  # recorded as used; SymbolError when absent
+        return flag_word(self.symbols, type_name, path)
+
+    def set_bits(self, type_name: str, path: str, word: int, value: int) -> int:
+        """``word`` with the bit field at ``path`` set to ``value`` (the other bits kept)."""
+        key = (type_name, path, word, value)
+        updated = self._bit_updates.get(key)
+        if updated is None:
+            name = path.rsplit(".", 1)[-1]
+            updated = self.flag_word(type_name, path).update(word, **{name: value})
+            self._bit_updates[key] = updated
+        return updated
+
     def _lookup(self, type_name: str, path: str) -> Member | None:
         key = (type_name, path)
         if key not in self._members:
@@ -55,7 +76,7 @@ class Layout:
         return self._members[key]
 
 
-class Struct:
+class Record:
     """The bytes of one structure; fields are set by (dotted) name."""
 
     def __init__(self, layout: Layout, type_name: str, size: int | None = None) -> None:
@@ -65,7 +86,10 @@ class Struct:
 
     def set(self, path: str, value: int | bytes) -> None:
         member = self.layout.member(self.type_name, path)
-        self._put(member, value)
+        if member.is_bitfield and not isinstance(value, (bytes, bytearray)):
+            self._set_bit_field(member, path, value)
+        else:
+            self._put(member, value)
 
     def set_optional(self, path: str, value: int | bytes) -> bool:
         """Set a field the layout may lack; returns whether it was there."""
@@ -88,6 +112,12 @@ class Struct:
         self.set(f"{path}.Flink", flink)
         self.set(f"{path}.Blink", blink)
 
+    def _set_bit_field(self, member: Member, path: str, value: int) -> None:
+        start, size = member.offset, member.size
+        word = int.from_bytes(self.data[start:start + size], "little")
+        word = self.layout.set_bits(self.type_name, path, word, value)
+        self.data[start:start + size] = word.to_bytes(size, "little")
+
     def _put(self, member: Member, value: int | bytes) -> None:
         start, size = member.offset, member.size
         if isinstance(value, (bytes, bytearray)):
@@ -96,20 +126,10 @@ class Struct:
                                         f"{member.path} ({size} bytes)")
             self.data[start:start + len(value)] = value
             return
-        if member.is_bitfield:
-            width = member.bit_length
-            if value < 0 or value >> width:
-                raise InvalidInputError(f"{value} does not fit the {width}-bit field "
-                                        f"{self.type_name}.{member.path}")
-            word = int.from_bytes(self.data[start:start + size], "little")
-            mask = ((1 << width) - 1) << member.bit_position
-            word = (word & ~mask) | (value << member.bit_position)
-            self.data[start:start + size] = word.to_bytes(size, "little")
-            return
         self.data[start:start + size] = value.to_bytes(size, "little", signed=value < 0)
 
     def __bytes__(self) -> bytes:
         return bytes(self.data)
 
 
-__all__ = ["Layout", "Struct"]
+__all__ = ["Layout", "Record"]

@@ -32,15 +32,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from construct import Bytes, Const, CString, Int32ul, Struct as CStruct
+from construct import Bytes, Const, CString, Int32ul, Struct
 
-from ..errors import InvalidInputError
-from ..structs.pe import (
+from ...errors import InvalidInputError
+from ...structs.pe import (
     IMAGE_DIRECTORY_ENTRY_DEBUG, IMAGE_DIRECTORY_ENTRY_EXPORT, IMAGE_EXPORT_DIRECTORY,
     IMAGE_EXPORT_DIRECTORY_SIZE,
 )
-from .layout import Layout, Struct
-from .memory import PAGE_SIZE
+from .records import Layout, Record
+from ..memory import PAGE_SIZE
 
 # winnt.h IMAGE_SCN_* section characteristics.
 SCN_CNT_CODE = 0x00000020
@@ -72,7 +72,7 @@ DOS_STUB = (b"\x0e\x1f\xba\x0e\x00\xb4\x09\xcd\x21\xb8\x01\x4c\xcd\x21"
 
 # CodeView debug record of PDB 7.0 files (PE/COFF spec §6.1.1 "Debug Type", type 2; the "RSDS"
 # record as link.exe writes it: signature, GUID, age, NUL-terminated PDB path).
-CV_INFO_PDB70 = CStruct(
+CV_INFO_PDB70 = Struct(
     "CvSignature" / Const(b"RSDS"),
     "Signature" / Bytes(16),  # GUID in its in-memory (mixed-endian) form
     "Age" / Int32ul,
@@ -276,12 +276,12 @@ def header_page(pe: Layout, *, image_base: int, size_of_image: int,
     data = [s for s in sections if not s.characteristics & SCN_CNT_CODE]
     code_size = sum(s.end - s.rva for s in code)
 
-    dos = Struct(pe, "_IMAGE_DOS_HEADER")
+    dos = Record(pe, "_IMAGE_DOS_HEADER")
     for name, value in (("e_magic", 0x5A4D), ("e_cblp", 0x90), ("e_cp", 3), ("e_cparhdr", 4),
                         ("e_maxalloc", 0xFFFF), ("e_sp", 0xB8), ("e_lfarlc", 0x40),
                         ("e_lfanew", E_LFANEW)):
         dos.set(name, value)
-    nt = Struct(pe, nt_type)
+    nt = Record(pe, nt_type)
     nt.set("Signature", 0x4550)
     nt.set("FileHeader.Machine", IMAGE_FILE_MACHINE_I386 if pe32 else IMAGE_FILE_MACHINE_AMD64)
     nt.set("FileHeader.NumberOfSections", len(sections))
@@ -332,7 +332,7 @@ def header_page(pe: Layout, *, image_base: int, size_of_image: int,
     page[0x40:0x40 + len(DOS_STUB)] = DOS_STUB
     at = E_LFANEW + nt_size
     for section in sections:
-        header = Struct(pe, "_IMAGE_SECTION_HEADER")
+        header = Record(pe, "_IMAGE_SECTION_HEADER")
         header.set("Name", section.name.encode("ascii").ljust(8, b"\0"))
         header.set("Misc.VirtualSize", section.size)
         header.set("VirtualAddress", section.rva)
@@ -347,7 +347,7 @@ def header_page(pe: Layout, *, image_base: int, size_of_image: int,
         record_at = debug_at + debug_size
         if record_at + len(codeview) > PAGE_SIZE:
             raise InvalidInputError("the section table leaves no room for the debug record")
-        debug = Struct(pe, "_IMAGE_DEBUG_DIRECTORY")
+        debug = Record(pe, "_IMAGE_DEBUG_DIRECTORY")
         debug.set("TimeDateStamp", timestamp)
         debug.set("Type", IMAGE_DEBUG_TYPE_CODEVIEW)
         debug.set("SizeOfData", len(codeview))

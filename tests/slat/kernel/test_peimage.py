@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import pefile
 import pytest
-from test_kernel import PROFILES, symbols
+from kernel_reader import PROFILES, symbols
 
 from iumdump.errors import InvalidInputError
 from iumdump.isf import SymbolTable
-from iumdump.slat import kernel as K
-from iumdump.slat import peimage
-from iumdump.slat.layout import Layout
+from iumdump.slat.kernel import manifest as M
+from iumdump.slat.kernel import peimage
+from iumdump.slat.kernel.boot_images import kernel_image_plan
+from iumdump.slat.kernel.constants import VOLATILITY_SYMBOLS
+from iumdump.slat.kernel.records import Layout
 from iumdump.structs.pe import IMAGE_EXPORT_DIRECTORY, IMAGE_EXPORT_DIRECTORY_SIZE
 
-PE_LAYOUT = Layout(SymbolTable.load(K.VOLATILITY_SYMBOLS / "pe.json"))
+PE_LAYOUT = Layout(SymbolTable.load(VOLATILITY_SYMBOLS / "pe.json"))
 EXPORTS = {"PsLoadedModuleList": 0x2000, "KeNumberProcessors": 0x2008, "NtBuildNumber": 0x2010,
            "MmGetSystemRoutineAddress": 0x1040}
 
@@ -83,7 +85,7 @@ def test_a_header_page_refuses_more_sections_than_fit():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_the_kernel_plan_places_each_symbol_in_a_section_of_its_kind(profile):
     table = symbols(profile)
-    plan = K.kernel_image_plan(table)
+    plan = kernel_image_plan(table)
     sections = plan.sections
     assert sections[0].rva == 0x1000
     for before, after in zip(sections, sections[1:]):
@@ -91,10 +93,10 @@ def test_the_kernel_plan_places_each_symbol_in_a_section_of_its_kind(profile):
     assert sections[-1].end == plan.size_of_image
     highest = max(s["address"] for s in table.data["symbols"].values() if "address" in s)
     assert plan.export_rva > highest
-    for name in K.KERNEL_SYMBOLS_USED:
+    for name in M.KERNEL_SYMBOLS_USED:
         if table.has_symbol(name):
             section = plan.section_at(table.symbol(name))
-            assert section.executable == (name in K.KERNEL_FUNCTIONS), (name, section)
+            assert section.executable == (name in M.KERNEL_FUNCTIONS), (name, section)
     assert plan.section_at(table.symbol("KdDebuggerDataBlock")).name == ".data"
     assert len({s.name for s in sections}) == len(sections)
 

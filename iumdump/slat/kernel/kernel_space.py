@@ -13,7 +13,7 @@ boot-loaded images — ntoskrnl.exe, hal.dll — in 0xFFFFF80000000000–0xFFFFF
 A real System PML4 therefore has a handful of present, writable, supervisor kernel entries plus
 the self-map, shared by every process's PML4; MemProcFS takes a page for the kernel's DTB only
 when it has at least six such entries besides the self-map (VmmWinInit_DTB_FindValidate_X64).
-This module only plans the addresses; :mod:`iumdump.slat.kernel` maps what lives there.
+This module only plans the addresses; the kernel's builders map what lives there.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterable
 
-from .pagetables import KERNEL_HALF_FIRST_INDEX, canonical
+from ..pagetables import KERNEL_HALF_FIRST_INDEX, canonical
 
 PML4_SLOT = 1 << 39                  # 512 GiB
 KUSER_SHARED_DATA_KERNEL = 0xFFFFF78000000000
