@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from typing import Iterable, Iterator
 
 from ..errors import InvalidInputError
+from ..structs.paging import PAGE_SHIFT, PAGE_SIZE
 from .ept import (
     EPT_EXECUTE, EPT_FULL_ACCESS, EPT_READ, EPT_USER_EXECUTE, EPT_WRITE, GUEST_RAM_SPA_BASE, Ept,
     EptRun, EptWalk, HypervisorMemory, access_bit, violation,
 )
-from .memory import PAGE_SHIFT, PAGE_SIZE, GuestPhysicalMemory
+from .memory import GuestPhysicalMemory
 
 # HV_MAP_GPA_PERMISSIONS (Hyper-V TLFS, "HvCallModifyVtlProtectionMask" / VSM memory protections).
 HV_MAP_GPA_PERMISSIONS_NONE = 0x0

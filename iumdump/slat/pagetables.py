@@ -21,8 +21,10 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import InvalidInputError
 from ..structs.bitfields import word_value
-from ..structs.paging import ADDRESS_MASK, PAGE_SIZE_BIT, PDE, PDE_2MB, PDPTE, PML4E, PRESENT, PTE
-from .memory import PAGE_SHIFT, PAGE_SIZE, GuestPhysicalMemory
+from ..structs.paging import (
+    ADDRESS_MASK, PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE_BIT, PDE, PDE_2MB, PDPTE, PML4E, PRESENT, PTE,
+)
+from .memory import GuestPhysicalMemory
 
 ENTRIES = 512
 KERNEL_HALF_FIRST_INDEX = 256  # PML4 indices 256..511 map 0xFFFF800000000000 and above

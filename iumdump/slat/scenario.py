@@ -38,7 +38,6 @@ USER_SPACE_END = 0x0000_7FFF_FFFF_0000  # MmHighestUserAddress + 1 on x64
 WOW64_SPACE_END = 0x8000_0000  # a 32-bit process' user space (no /LARGEADDRESSAWARE)
 
 
-
 class ProcessKind(str, Enum):
     """What a process is to the kernel that creates it."""
 

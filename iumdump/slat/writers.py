@@ -40,9 +40,10 @@ from ..structs.crashdump import (
     SUMMARY_DUMP_OFFSET, SUMMARY_DUMP_SIGNATURE, DumpHeader64, PhysicalMemoryRun, SummaryDump,
     bitmap_bytes, build_dump_header, build_summary_dump,
 )
+from ..structs.paging import PAGE_SHIFT, PAGE_SIZE
 from .ept import EPT_READ
 from .machine import FrameRanges, SlatMachine
-from .memory import FRAME_FREE, PAGE_SHIFT, PAGE_SIZE
+from .memory import FRAME_FREE
 
 FORMATS = ("raw", "crash-full", "crash-bitmap", "host", "crash-live")
 CRASH_FORMATS = ("crash-full", "crash-bitmap", "crash-live")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ...isf import SymbolTable
-from ..memory import PAGE_SHIFT, PAGE_SIZE
+from ...structs.paging import PAGE_SHIFT, PAGE_SIZE
 from ..pagetables import LARGE_PAGE_FRAMES, LARGE_PAGE_SIZE
 from .constants import HAL_IMAGE_SIZE
 from .manifest import KERNEL_EXPORTS, KERNEL_FUNCTIONS, KERNEL_SYMBOLS_USED, VARIABLE_SIZES

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..memory import PAGE_SHIFT, PAGE_SIZE
+from ...structs.paging import PAGE_SHIFT, PAGE_SIZE
 from ..scenario import SecureKind
 from .boot_images import kernel_entry
 from .constants import (

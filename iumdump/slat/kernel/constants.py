@@ -9,7 +9,7 @@ from pathlib import Path
 import volatility3.framework.symbols.windows as _volatility_windows_symbols
 
 from ...isf import SymbolTable
-from ..memory import PAGE_SIZE
+from ...structs.paging import PAGE_SIZE
 
 IMAGE_FILE_MACHINE_AMD64 = 0x8664  # winnt.h
 IMAGE_FILE_MACHINE_I386 = 0x014C

@@ -12,8 +12,9 @@ from typing import Callable, Iterable
 
 from ...errors import SymbolError
 from ...isf import SymbolTable
+from ...structs.paging import PAGE_SHIFT, PAGE_SIZE
 from ..machine import SlatMachine
-from ..memory import PAGE_SHIFT, PAGE_SIZE, FrameAllocator, GuestPhysicalMemory
+from ..memory import FrameAllocator, GuestPhysicalMemory
 from ..pagetables import LARGE_PAGE_SIZE, AddressSpace, PageTableStore
 from .boot_images import kernel_image_plan
 from .constants import (

@@ -8,9 +8,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ...errors import ScenarioError
-from ..memory import (
-    FRAME_FREE, PAGE_SHIFT, FrameAllocator, GuestPhysicalMemory, OutOfMemoryError,
-)
+from ...structs.paging import PAGE_SHIFT
+from ..memory import FRAME_FREE, FrameAllocator, GuestPhysicalMemory, OutOfMemoryError
 from .constants import KERNEL_LOW_FRAMES
 
 if TYPE_CHECKING:
@@ -84,8 +83,6 @@ class BulkArea:
     def unused(self) -> tuple[int, int]:
         return self.start, self.top
 
-
-# -- kernel virtual memory ---------------------------------------------------------------------------
 
 class Filler:
     """Frames for pages whose content nobody reads — an image's code, a thread's stack: each

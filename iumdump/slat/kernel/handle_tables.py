@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..memory import PAGE_SIZE
+from ...structs.paging import PAGE_SIZE
 from ..scenario import ProcessKind
 from .constants import HANDLE_TABLE_ENTRIES, PROCESS_ALL_ACCESS
 from .records import Record

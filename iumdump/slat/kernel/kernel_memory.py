@@ -8,7 +8,8 @@ import itertools
 from typing import TYPE_CHECKING
 
 from ...errors import InvalidInputError
-from ..memory import PAGE_SHIFT, PAGE_SIZE, GuestPhysicalMemory
+from ...structs.paging import PAGE_SHIFT, PAGE_SIZE
+from ..memory import GuestPhysicalMemory
 from ..pagetables import LARGE_PAGE_FRAMES, LARGE_PAGE_SIZE, AddressSpace
 from .constants import MMPFN_SIZE, POOL_BLOCK
 from .frames import Filler, Frames

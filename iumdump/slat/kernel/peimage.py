@@ -39,8 +39,8 @@ from ...structs.pe import (
     IMAGE_DIRECTORY_ENTRY_DEBUG, IMAGE_DIRECTORY_ENTRY_EXPORT, IMAGE_EXPORT_DIRECTORY,
     IMAGE_EXPORT_DIRECTORY_SIZE,
 )
+from ...structs.paging import PAGE_SIZE
 from .records import Layout, Record
-from ..memory import PAGE_SIZE
 
 # winnt.h IMAGE_SCN_* section characteristics.
 SCN_CNT_CODE = 0x00000020

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..memory import PAGE_SIZE
+from ...structs.paging import PAGE_SIZE
 from ..scenario import ProcessSpec
 from .records import Record
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import TYPE_CHECKING, Iterator
 
-from ..memory import PAGE_SHIFT, PAGE_SIZE
+from ...structs.paging import PAGE_SHIFT, PAGE_SIZE
 from ..scenario import ProcessSpec
 from .constants import (
     DISPATCHER_THREAD, INITIAL_STACK_RESERVE, KERNEL_STACK_SIZE, THREAD_WAITING,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ...errors import InvalidInputError
 from ...isf import SymbolTable
-from ..memory import PAGE_SHIFT, PAGE_SIZE
+from ...structs.paging import PAGE_SHIFT, PAGE_SIZE
 from ..scenario import RegionSpec
 from .constants import KUSER_SHARED_DATA_USER, NO_ACCESS, SHARED_CONTENT, VOLATILITY_SYMBOLS
 from .peimage import IMAGE_SUBSYSTEM_WINDOWS_GUI, header_page, small_image_sections

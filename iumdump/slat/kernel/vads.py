@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..memory import PAGE_SHIFT
+from ...structs.paging import PAGE_SHIFT
 from ..scenario import RegionSpec
 from .constants import MM_PROTECTION_INDEX, VAD_IMAGE_MAP
 from .records import Record

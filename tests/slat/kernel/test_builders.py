@@ -71,7 +71,8 @@ def test_the_low_stub_alone_names_the_system_page_map():
     kernel, machine = context("builtin")
     write_low_stub(kernel)
     stub = machine.memory.read(LOW_STUB, 0xA8)
-    assert stub[:2] == b"\xe9\x4d" and int.from_bytes(stub[0xA0:0xA8], "little") == kernel.system_space.dtb
+    assert stub[:2] == b"\xe9\x4d"
+    assert int.from_bytes(stub[0xA0:0xA8], "little") == kernel.system_space.dtb
     assert int.from_bytes(stub[0x70:0x78], "little") == kernel.symbol_address("KiSystemStartup")
 
 
@@ -148,7 +149,8 @@ def test_objects_alone_carry_an_encoded_type_index_and_their_pool_tag():
     reader = Reader(kernel, machine)
     body = create_object(kernel, "Process", 0x40, headers=("QUOTA_INFO",), creator_pid=8)
     header = body - kernel.layout.offset("_OBJECT_HEADER", "Body")
-    index = reader.field("_OBJECT_HEADER", header, "TypeIndex") ^ kernel.cookie ^ (header >> 8 & 0xFF)
+    encoded = reader.field("_OBJECT_HEADER", header, "TypeIndex")
+    index = encoded ^ kernel.cookie ^ (header >> 8 & 0xFF)  # ObGetObjectType's decoding
     assert OBJECT_TYPES[index - 2] == "Process"
     quota = kernel.layout.size("_OBJECT_HEADER_QUOTA_INFO")
     assert reader.read(header - quota - kernel.nonpaged.header_size + 4, 4) == b"Proc"
