@@ -22,14 +22,19 @@ if TYPE_CHECKING:
     from .context import KernelContext
 
 
-def create_handle_table(ctx: KernelContext, pid: int, eprocess: int) -> int:
-    """An empty handle table in an ``Obtb`` paged-pool block, charged to the process; returns
-    its address (the process's ObjectTable)."""
+def create_handle_table(ctx: KernelContext, pid: int, *, quota_process: int = 0,
+                        table_code: int = 0) -> int:
+    """A handle table in an ``Obtb`` paged-pool block, alone on its list of handle tables:
+    charged to the EPROCESS ``quota_process``, its entries at ``table_code`` (none: empty).
+    Returns its address (the process's ObjectTable)."""
     layout = ctx.layout
     table = ctx.paged.allocate(layout.size("_HANDLE_TABLE"), b"Obtb") + ctx.paged.header_size
     handles = Record(layout, "_HANDLE_TABLE")
+    if table_code:
+        handles.set("TableCode", table_code)
     handles.set("UniqueProcessId", pid)
-    handles.set("QuotaProcess", eprocess)
+    if quota_process:
+        handles.set("QuotaProcess", quota_process)
     links_at = table + layout.offset("_HANDLE_TABLE", "HandleTableList")
     handles.set_list_entry("HandleTableList", links_at, links_at)
     ctx.kmem.write(table, bytes(handles))
@@ -65,13 +70,7 @@ def create_system_handle_table(ctx: KernelContext, processes: list[BuiltProcess]
         directory = ctx.paged.allocate_pages(PAGE_SIZE)
         ctx.kmem.write(directory, b"".join(p.to_bytes(8, "little") for p in pages))
         table_code = directory | 1
-    table = ctx.paged.allocate(layout.size("_HANDLE_TABLE"), b"Obtb") + ctx.paged.header_size
-    handles = Record(layout, "_HANDLE_TABLE")
-    handles.set("TableCode", table_code)
-    handles.set("UniqueProcessId", system.spec.pid)
-    links_at = table + layout.offset("_HANDLE_TABLE", "HandleTableList")
-    handles.set_list_entry("HandleTableList", links_at, links_at)
-    ctx.kmem.write(table, bytes(handles))
+    table = create_handle_table(ctx, system.spec.pid, table_code=table_code)
     ctx.kmem.write(system.eprocess + layout.offset("_EPROCESS", "ObjectTable"),
                    table.to_bytes(8, "little"))
 

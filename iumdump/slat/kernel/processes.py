@@ -142,7 +142,7 @@ def _create_process(ctx: KernelContext, spec: ProcessSpec, address: int,
         process.set("Session", sessions.spaces[spec.session])
         process.set_list_entry("SessionProcessLinks", *sessions.links[spec.pid])
     if spec.kind is ProcessKind.USER and not spec.deleting:
-        process.set("ObjectTable", create_handle_table(ctx, spec.pid, address))
+        process.set("ObjectTable", create_handle_table(ctx, spec.pid, quota_process=address))
     if spec.subsystem:
         process.set("PicoContext", ctx.nonpaged.allocate_data(bytes(0x80), b"PsPc"))
 
