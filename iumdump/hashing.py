@@ -14,15 +14,17 @@ CHUNK = 32 << 20  # large reads: fewer system calls, and a bounded buffer
 
 
 def hash_file(path: str, done, stop, connection) -> None:
-    """Child body: hash ``path``; progress in the shared counter ``done``, a stop request in the
-    event ``stop``; sends ``("ok", hexdigest)``, ``("cancelled", None)`` or ``("oserror", text)``."""
+    """Child body: hash ``path``; progress in the shared counter ``done``, a stop request when
+    the shared flag ``stop.value`` is set; sends ``("ok", hexdigest)``, ``("cancelled", None)``
+    or ``("oserror", text)``. Both are plain shared memory (``RawValue``), not semaphores, so a
+    process that ends abruptly (a fleet worker past its --timeout) leaves none behind."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb", buffering=0) as handle:
             buffer = bytearray(CHUNK)
             view = memoryview(buffer)
             while True:
-                if stop.is_set():
+                if stop.value:
                     connection.send(("cancelled", None))
                     return
                 count = handle.readinto(buffer)

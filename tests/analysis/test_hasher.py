@@ -41,3 +41,30 @@ def test_a_file_that_changed_size_is_reported(tmp_path):
     hasher = Hasher(_dump_file(path, size=4096))  # the size seen before analysis was smaller
     with pytest.raises(InvalidInputError, match="changed size while being hashed"):
         hasher.result(quiet=True)
+
+
+def _hash_in_daemon(path: str, results) -> None:
+    """Body of a daemonic child (what a Dask worker is by default): Hasher must still work."""
+    try:
+        hasher = Hasher(_dump_file(path))
+        results.put(("ok", hasher.result(quiet=True), type(hasher._process).__name__))
+    except Exception as exc:  # reported to the test, which fails with it
+        results.put(("error", repr(exc), None))
+
+
+def test_a_daemonic_process_hashes_in_a_thread(tmp_path):
+    """Regression: a daemonic process may not start children, so the evidence hash failed
+    ('daemonic processes are not allowed to have children') in every Dask worker started with
+    distributed's default daemon setting — each dump of a fleet run on such a cluster."""
+    import multiprocessing
+
+    path = tmp_path / "dump.raw"
+    data = os.urandom(3 * 4096)
+    path.write_bytes(data)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_hash_in_daemon, args=(str(path), results), daemon=True)
+    child.start()
+    outcome = results.get(timeout=60)
+    child.join(60)
+    assert outcome == ("ok", hashlib.sha256(data).hexdigest(), "Thread")
