@@ -19,7 +19,7 @@ from .errors import Error
 from .visible import one_line
 
 # Order is the order of ``iumdump --help``.
-COMMANDS = ["demo", "analyze", "synth", "decode", "plugins"]
+COMMANDS = ["demo", "analyze", "fleet", "synth", "decode", "plugins"]
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1

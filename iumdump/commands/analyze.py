@@ -86,11 +86,14 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=_run)
 
 
-def add_options(parser: argparse.ArgumentParser, *, output_help: str | None = None) -> None:
+def add_options(parser: argparse.ArgumentParser, *, output_help: str | None = None,
+                output_required: bool = False, force_help: str | None = None) -> None:
+    """analyze's options, which ``iumdump fleet`` shares (with its own words for -o and
+    --force)."""
     parser.add_argument("-s", "--symbols", metavar="SYMBOL_DIR", action="append", default=[],
                         help="directory holding Volatility symbol tables (windows/<pdb>/<GUID>-"
                              "<AGE>.json.xz), searched before Volatility's own; repeatable")
-    parser.add_argument("-o", "--output", metavar="OUTDIR", type=Path,
+    parser.add_argument("-o", "--output", metavar="OUTDIR", type=Path, required=output_required,
                         help=output_help or "directory for the reports (created if missing; "
                              "default: ./iumdump-<dump name>)")
     parser.add_argument("--format", dest="formats", metavar="LIST", type=parse_formats,
@@ -104,7 +107,7 @@ def add_options(parser: argparse.ArgumentParser, *, output_help: str | None = No
                         help="never let Volatility download symbols; fail with a message saying "
                              "which symbol table to supply instead")
     parser.add_argument("--force", action="store_true",
-                        help="overwrite reports that already exist in OUTDIR")
+                        help=force_help or "overwrite reports that already exist in OUTDIR")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bars and no summary; print only the report paths")
 

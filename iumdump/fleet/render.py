@@ -1,0 +1,100 @@
+"""The three fleet reports: fleet.json (with its schema), fleet.csv and a self-contained fleet.html.
+
+fleet.json is ASCII-only like report.json, so a process name's control or bidi characters show as
+escapes. fleet.csv has one row per dump for a spreadsheet: text from dumps and file names is made
+visible (:func:`iumdump.report.text.visible`) and a cell that a spreadsheet would take for a
+formula (``=``, ``+``, ``-``, ``@``) is quoted with a leading apostrophe. fleet.html is rendered
+by Jinja2 with autoescaping from ``templates/fleet.html.j2``, under report.html's
+Content-Security-Policy: no script, nothing loaded, every link relative to the output directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from importlib import resources
+from typing import Any, Mapping
+
+from ..analysis.findings import SEVERITIES
+from ..report import html as report_html
+from ..report.text import visible
+from .model import ordered_by_severity
+
+SCHEMA_RESOURCE = "fleet.schema.json"
+FILE_NAMES = {"json": "fleet.json", "csv": "fleet.csv", "html": "fleet.html"}
+# fleet.csv: the columns the issue names, in its order, then the error and the report's path.
+CSV_COLUMNS = ("path", "sha256", "kernel_build", "vbs", "credential_guard", "secure_processes",
+               "masquerades", "unlinked_secure", "highest_severity", "status", "seconds",
+               "error", "report")
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+REPORT_LINK_ORDER = ("html", "md", "json")
+
+
+def render_json(fleet: Mapping[str, Any]) -> str:
+    return json.dumps(fleet, indent=2, ensure_ascii=True) + "\n"
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) that every fleet.json satisfies."""
+    text = resources.files("iumdump").joinpath("data", SCHEMA_RESOURCE).read_text("utf-8")
+    return json.loads(text)
+
+
+def report_link(record: Mapping[str, Any]) -> str | None:
+    """The dump's report to open first: report.html, else report.md, else report.json."""
+    for fmt in REPORT_LINK_ORDER:
+        if fmt in record["reports"]:
+            return record["reports"][fmt]
+    return None
+
+
+def error_reason(record: Mapping[str, Any]) -> str | None:
+    """The error without the dump's path in front (for a table whose row already names it)."""
+    error, prefix = record.get("error"), f"{record['path']}: "
+    if error and error.startswith(prefix):
+        return error[len(prefix):]
+    return error
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        value = len(value)
+    text = visible(value) if isinstance(value, str) else str(value)
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def render_csv(fleet: Mapping[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for record in fleet["dumps"]:
+        row = dict(record, report=report_link(record))
+        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _environment():
+    import jinja2
+    from markupsafe import Markup
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("iumdump.fleet", "templates"), autoescape=True,
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["visible"] = visible
+    environment.globals.update(
+        csp=report_html.CSP, base_style=Markup(report_html.STYLE), report_link=report_link,
+        error_reason=error_reason, severities=tuple(reversed(SEVERITIES)))
+    return environment
+
+
+def render_html(fleet: Mapping[str, Any]) -> str:
+    template = _environment().get_template("fleet.html.j2")
+    return template.render(fleet=fleet, machines=ordered_by_severity(fleet["dumps"]))
+
+
+RENDERERS = {"json": render_json, "csv": render_csv, "html": render_html}
