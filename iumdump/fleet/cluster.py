@@ -32,7 +32,7 @@ from ..errors import InvalidInputError
 # limit is where Dask pauses (85 %) and then restarts (95 %) a worker, so it must sit well above.
 MIN_WORKER_MEMORY = 2 << 30
 WORKER_PRELOAD = "iumdump.fleet.worker"  # workers leave Ctrl-C to the client
-CONNECT_TIMEOUT = 30        # seconds to reach an external scheduler
+CONNECT_TIMEOUT = 10        # seconds to reach an external scheduler (it retries meanwhile)
 WORKER_WAIT_TIMEOUT = 120   # seconds to wait for its first workers
 
 LOCAL_CONFIG: dict[str, Any] = {

@@ -87,7 +87,7 @@ def _environment():
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters["visible"] = visible
     environment.globals.update(
-        csp=report_html.CSP, base_style=Markup(report_html.STYLE), report_link=report_link,
+        csp=Markup(report_html.CSP), base_style=Markup(report_html.STYLE), report_link=report_link,
         error_reason=error_reason, severities=tuple(reversed(SEVERITIES)))
     return environment
 

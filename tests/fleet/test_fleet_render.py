@@ -1,0 +1,94 @@
+"""fleet.json / fleet.csv / fleet.html from records, without a cluster: the summary counts, the
+order by severity, and text from dumps and file names kept inert in every rendering."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import jsonschema
+import pytest
+
+from iumdump.commands.analyze import analyze
+from iumdump.fleet import model, render
+from iumdump.fleet.inputs import FleetDump
+
+HOSTILE_NAME = "<img src=x>\u202eexe.ssasl"
+HOSTILE_PATH = "/evidence/=HYPERLINK(\"x\")/<b>memory</b>.dmp"
+
+
+@pytest.fixture(scope="module")
+def reports(synth_dump) -> dict[str, dict]:
+    """report.json of the credential-guard, no-vbs and adversarial machines, as dictionaries."""
+    out = {}
+    for scenario in ("credential-guard", "no-vbs", "adversarial"):
+        result = synth_dump(scenario, "crash-bitmap")
+        out[scenario] = analyze(str(result.dump_path), symbol_dirs=[str(result.symbols_dir)],
+                                offline=True, quiet=True).as_dict()
+    return out
+
+
+def record(name: str, report: dict | None, *, path: str | None = None, error: str | None = None):
+    dump = FleetDump(path=path or f"/evidence/{name}/memory.dmp", given=name,
+                     report_id=f"{name}-0000000{len(name) % 10}")
+    if report is None:
+        return model.dump_record(dump, "failed", error=f"{dump.path}: {error}", task_seconds=0.2)
+    files = {fmt: f"{dump.report_dir}/report.{fmt}" for fmt in ("json", "md", "html")}
+    return model.dump_record(dump, "analysed", report=report, reports=files, task_seconds=1.0)
+
+
+def fleet_of(records) -> dict:
+    return model.build_fleet(records, started=1_700_000_000.0, finished=1_700_000_060.0,
+                             cluster={"scheduler": "local", "address": "tcp://127.0.0.1:1",
+                                      "workers": 2, "threads_per_worker": 1,
+                                      "memory_limit": 2 << 30, "allowed_failures": 1,
+                                      "dashboard": None},
+                             options={"symbol_dirs": [], "offline": True,
+                                      "formats": ["json", "md", "html"], "timeout": None,
+                                      "resume": False, "force": False})
+
+
+def test_summary_counts_and_severity_order(reports):
+    records = [record("ws02", reports["no-vbs"]), record("ws01", reports["credential-guard"]),
+               record("bad", None, error="is empty (0 bytes), not a memory dump"),
+               record("srv03", reports["adversarial"])]
+    fleet = fleet_of(records)
+    jsonschema.Draft202012Validator(render.schema()).validate(fleet)
+    summary = fleet["summary"]
+    assert summary["statuses"] == {"analysed": 3, "resumed": 0, "failed": 1, "interrupted": 0}
+    assert (summary["machines"], summary["vbs"], summary["credential_guard"]) == (3, 2, 2)
+    assert summary["without_credential_guard"] == ["/evidence/ws02/memory.dmp"]
+    assert summary["highest_severity"] == {"high": 1, "medium": 0, "low": 0, "info": 1,
+                                           "none": 1}
+    assert summary["verdicts"]["masquerade"] == {"processes": 1, "machines": 1}
+    secure = sum(r["summary"]["verdicts"]["secure"] for r in reports.values())
+    assert summary["verdicts"]["secure"]["processes"] == secure
+    # Failures first (nothing is known about them), then high, info, none.
+    assert [r["path"].split("/")[2] for r in model.ordered_by_severity(fleet["dumps"])] == \
+        ["bad", "srv03", "ws01", "ws02"]
+
+
+def test_hostile_text_stays_inert(reports):
+    """A process name with markup and a right-to-left override, a file name that a spreadsheet
+    would run as a formula or a browser would parse as markup."""
+    hostile = json.loads(json.dumps(reports["adversarial"]))
+    for process in hostile["processes"]:
+        if process["verdict"] == "masquerade":
+            process["name"] = HOSTILE_NAME
+    fleet = fleet_of([record("srv03", hostile, path=HOSTILE_PATH),
+                      record("=cmd", None, path="=cmd|' /C calc'!A0", error="bad <b>input</b>")])
+
+    page = render.render_html(fleet)
+    assert "<img" not in page and "<b>" not in page
+    assert "&lt;img src=x&gt;\\u202eexe.ssasl" in page  # escaped, the override made visible
+    assert "\u202e" not in page
+
+    rows = list(csv.reader(io.StringIO(render.render_csv(fleet))))
+    cells = [cell for row in rows[1:] for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")]
+    assert "'=cmd|' /C calc'!A0" in cells
+
+    text = render.render_json(fleet)
+    assert text.isascii() and "\\u202e" in text
+    assert json.loads(text) == fleet
