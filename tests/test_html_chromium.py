@@ -80,19 +80,15 @@ def rgb(hex_colour: str) -> bytes:
     return bytes.fromhex(hex_colour.lstrip("#"))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
-def test_report_renders_in_chromium(synth_dump, tmp_path):
-    result = synth_dump("adversarial", "crash-bitmap")
-    report = analyze_command.analyze(str(result.dump_path), symbol_dirs=[str(result.symbols_dir)],
-                                     offline=True, quiet=True)
-    paths = analyze_command.report_paths(tmp_path / "report", ("html",))
-    [page] = analyze_command.write(report, paths, force=False)
-    screenshot = tmp_path / "report.png"
+def screenshot_colours(page: Path, tmp_path: Path) -> Counter:
+    """Colour counts of ``page`` as headless Chromium renders it (WIDTH x HEIGHT), after the
+    checks every rendered report must pass: not blank, not one colour, text and tables drawn."""
+    screenshot = tmp_path / f"{page.stem}.png"
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
                f"--screenshot={screenshot}", f"--window-size={WIDTH},{HEIGHT}",
-               Path(page).resolve().as_uri()]
+               page.resolve().as_uri()]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and screenshot.is_file(), proc.stderr[-2000:]
 
@@ -103,6 +99,17 @@ def test_report_renders_in_chromium(synth_dump, tmp_path):
     background, most = counts.most_common(1)[0]
     assert most < 0.9 * total, "the page is (almost) one colour"
     assert len(counts) > 50, "too few colours for rendered text and tables"
+    return counts
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_chromium(synth_dump, tmp_path):
+    result = synth_dump("adversarial", "crash-bitmap")
+    report = analyze_command.analyze(str(result.dump_path), symbol_dirs=[str(result.symbols_dir)],
+                                     offline=True, quiet=True)
+    paths = analyze_command.report_paths(tmp_path / "report", ("html",))
+    [page] = analyze_command.write(report, paths, force=False)
+    counts = screenshot_colours(Path(page), tmp_path)
     # The header band, the high-severity colour of the masquerade finding, and the strip's
     # "absent" colour (LsaIso.exe's and BioIso.exe's pages are left out of a bitmap dump).
     for colour in ("#0f172a", "#b91c1c", html.COLORS["absent"]):

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from ..errors import InvalidInputError
 from ..fleet import run as fleet_run
 from ..report.text import visible
 from . import analyze as analyze_command
@@ -176,6 +177,9 @@ def _print_summary(run: fleet_run.FleetRun, say) -> None:
 
 
 def _run(args) -> int:
+    if args.scheduler and args.memory_limit:
+        raise InvalidInputError("--memory-limit sets the workers of the local cluster; a running "
+                                "cluster's workers take theirs from dask worker --memory-limit")
     options = fleet_run.FleetOptions(
         symbol_dirs=tuple(args.symbols), offline=args.offline, formats=args.formats,
         timeout=args.timeout, resume=args.resume, force=args.force, quiet=args.quiet,

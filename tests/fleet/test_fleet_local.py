@@ -19,7 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from fleet_fixtures import FLEET_TIMEOUT, fleet_env, run_fleet
-from test_html_chromium import CHROMIUM, HEIGHT, WIDTH, decode_png, pixels, rgb
+from test_html_chromium import CHROMIUM, rgb, screenshot_colours
 
 from iumdump.commands.analyze import analyze
 from iumdump.errors import Error
@@ -179,21 +179,7 @@ def test_fleet_html_renders_in_chromium(first_run, tmp_path):
     header, the high-severity colour (the adversarial machine's masquerade) and the badge of
     the failed dumps on screen."""
     _, out, _ = first_run
-    screenshot = tmp_path / "fleet.png"
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-               f"--screenshot={screenshot}", f"--window-size={WIDTH},{HEIGHT}",
-               (out / "fleet.html").resolve().as_uri()]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and screenshot.is_file(), proc.stderr[-2000:]
-    width, height, channels, rows = decode_png(screenshot.read_bytes())
-    assert (width, height) == (WIDTH, HEIGHT)
-    counts = pixels(width, height, channels, rows)
-    total = sum(counts.values())
-    _, most = counts.most_common(1)[0]
-    assert most < 0.9 * total, "the page is (almost) one colour"
-    assert len(counts) > 50, "too few colours for rendered text and tables"
+    counts = screenshot_colours(out / "fleet.html", tmp_path)
     for colour in ("#0f172a", "#b91c1c", "#111827"):
         assert counts[rgb(colour)] > 20, f"{colour} is not on screen"
 
