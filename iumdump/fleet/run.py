@@ -10,7 +10,8 @@
    the unfinished dumps marked ``interrupted``.
 
 A task that loses its worker twice (a crash, Dask's memory limit, or ``--timeout``) ends in
-:class:`distributed.KilledWorker`; the client says which from the timeout events the tasks send.
+:class:`distributed.KilledWorker`; the client says which from the timeouts the tasks counted in
+the scheduler's metadata.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from typing import Any, Callable
 from tqdm import tqdm
 
 from ..errors import Error, InvalidInputError, ReportExistsError
+from ..commands import analyze as analyze_command
 from ..report import FILE_NAMES as REPORT_FILES
-from ..report import Report, render as render_report, report_paths
-from ..report.atomic import check_targets, prepare_directory, write_atomic, write_reports
+from ..report import Report, report_paths
+from ..report.atomic import check_targets, prepare_directory, write_atomic
 from ..report.model import iso_time
 from . import inputs, model, render
 from .task import (ANALYSED, FAILED, RESUMED, TIMEOUT_METADATA, DumpJob, DumpOutcome,
@@ -219,14 +221,12 @@ class _Writer:
 
     def _write(self, dump: inputs.FleetDump, report: Report, *, force: bool,
                missing_only: bool = False) -> dict:
-        directory = self.run.out_dir / dump.report_dir
-        paths = report_paths(directory, self.options.formats)
+        """analyze's own writer: the same renderings, each file written atomically."""
+        paths = report_paths(self.run.out_dir / dump.report_dir, self.options.formats)
         if missing_only:
             paths = {fmt: path for fmt, path in paths.items() if not path.exists()}
         if paths:
-            prepare_directory(directory)
-            write_reports({path: render_report(report, fmt) for fmt, path in paths.items()},
-                          force=force)
+            analyze_command.write(report, paths, force=force)
         return report.as_dict()
 
 
