@@ -109,8 +109,8 @@ def start_local(workers: int | None = None, limit: int | None = None) -> Cluster
                              memory_limit=limit, host="127.0.0.1", scheduler_port=0,
                              dashboard_address=dashboard, silence_logs=logging.CRITICAL,
                              preload=[WORKER_PRELOAD])
-    except OSError as exc:
-        raise InvalidInputError(f"cannot start a local Dask cluster: {exc}") from None
+    except Exception as exc:  # ports, processes, a broken environment: one line, not a trace
+        raise InvalidInputError(f"cannot start a local Dask cluster: {_reason(exc)}") from None
     client = Client(local)
     link = local.dashboard_link if dashboard else None
     return Cluster(client=client, scheduler="local", address=local.scheduler_address,
@@ -127,7 +127,7 @@ def connect(address: str, workers: int | None = None) -> Cluster:
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except Exception as exc:  # refused, timed out, a malformed address, another protocol
         raise InvalidInputError(f"cannot reach the Dask scheduler: {_reason(exc)}",
                                 path=address) from None
     try:

@@ -118,7 +118,6 @@ def check_output(out_dir: Path, options: FleetOptions) -> None:
                                 "to analyse every dump again, or choose another -o",
                                 path=str(out_dir))
     check_targets(targets, force=True)  # a directory named fleet.json is still refused
-    prepare_directory(out_dir)
 
 
 def _stat(path: str) -> tuple[int | None, str | None]:
@@ -239,6 +238,7 @@ def execute(run: FleetRun, cluster, options: FleetOptions,
     from distributed import KilledWorker, as_completed
 
     client = cluster.client
+    prepare_directory(run.out_dir)  # now that the cluster is up: no empty folder for a refusal
     writer = _Writer(run, options)
     by_size = sorted(run.planned, key=lambda item: item.size or 0, reverse=True)
     futures = {}
