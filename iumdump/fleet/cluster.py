@@ -179,8 +179,7 @@ def _inspect(client, address: str) -> Cluster:
     return Cluster(client=client, scheduler=address, address=info.get("address", address),
                    workers=len(workers), threads=threads,
                    memory_limit=min(limits) if limits else None, allowed_failures=allowed,
-                   dashboard=client.dashboard_link if info.get("services", {}).get("dashboard")
-                   else None, warnings=warnings)
+                   warnings=warnings)  # its dashboard, if any, is the cluster owner's to give
 
 
 def _worker_iumdump_version() -> str:
