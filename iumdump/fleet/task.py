@@ -48,6 +48,7 @@ TIMEOUT_EXIT_CODE = 124  # what timeout(1) exits with
 _RECORD_SECONDS = 10     # at most, to record a timeout on the scheduler before the process ends
 
 _ANALYSIS_LOCK = threading.Lock()
+_tqdm_lock_set = False
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,12 @@ def _thread_lock_for_tqdm() -> None:
     """The engine's progress bars are off in a worker, but tqdm still creates its lock, by default
     a multiprocessing RLock — a named semaphore that a worker ended by --timeout would leave to
     the resource tracker (which then warns on the analyst's terminal). A thread lock serves."""
-    from tqdm import tqdm
+    global _tqdm_lock_set
+    if not _tqdm_lock_set:
+        from tqdm import tqdm
 
-    if not isinstance(getattr(tqdm, "_lock", None), type(_ANALYSIS_LOCK)):
-        tqdm.set_lock(threading.Lock())
+        tqdm.set_lock(threading.RLock())
+        _tqdm_lock_set = True
 
 
 def _analyze(job: DumpJob):
