@@ -16,8 +16,8 @@ Analyse many memory dumps — an estate-wide audit of which machines really run 
 a hunt for a masquerading LsaIso.exe across a domain — with the same analysis as `iumdump
 analyze`, one Dask task per dump, on this machine's cores or on a Dask cluster.
 
-Each dump gets its own folder OUTDIR/reports/<folder>-<hash>/ with the reports `iumdump analyze`
-writes (--format). The fleet report covers them all: OUTDIR/fleet.json (schema:
+Each dump gets its own folder OUTDIR/reports/<folder>_<file>-<hash>/ with the reports `iumdump
+analyze` writes (--format). The fleet report covers them all: OUTDIR/fleet.json (schema:
 iumdump/data/fleet.schema.json), fleet.csv (one row per dump: path, sha256, kernel build, VBS,
 Credential Guard, secure processes, masquerades, unlinked secure processes, highest severity,
 status, seconds) and a self-contained fleet.html: machines ordered by severity, counts per build
