@@ -4,7 +4,7 @@ analyze`` — on the same 16 emulator dumps, in one run.
     python bench/bench_fleet.py --workdir /tmp/iumdump-bench-fleet [--large-memory 1G] [--repeat 1]
 
 The dumps mix scenarios (credential-guard, no-vbs, adversarial, fleet-large) and formats (raw,
-crash-full, crash-bitmap, host), some laid out by the real 1607 and 2004 kernels' symbol tables
+crash-full, crash-bitmap, crash-live, host), some laid out by the real 1607 and 2004 kernels' symbol tables
 from ../shared/isf when present; four are fleet-large machines of ``--large-memory`` (one raw at
 twice that). They are synthesized once into WORKDIR and reused. Every command runs as a
 subprocess, as the analyst would start it, with wall time taken per run (median of
@@ -56,7 +56,7 @@ def dump_plan(large: str) -> list[tuple[str, str, str, str | None]]:
         ("credential-guard", "crash-full", "256M", "19041"),
         ("credential-guard", "crash-bitmap", "256M", "14393"),
         ("no-vbs", "crash-bitmap", "256M", None),
-        ("no-vbs", "raw", "256M", None),
+        ("credential-guard", "crash-live", "512M", None),
         ("no-vbs", "crash-full", "256M", "19041"),
         ("adversarial", "crash-bitmap", "256M", None),
         ("adversarial", "raw", "512M", None),
