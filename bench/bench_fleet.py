@@ -4,11 +4,11 @@ analyze`` — on the same 16 emulator dumps, in one run.
     python bench/bench_fleet.py --workdir /tmp/iumdump-bench-fleet [--large-memory 1G] [--repeat 1]
 
 The dumps mix scenarios (credential-guard, no-vbs, adversarial, fleet-large) and formats (raw,
-crash-full, crash-bitmap, crash-live, host), some laid out by the real 1607 and 2004 kernels' symbol tables
-from ../shared/isf when present; four are fleet-large machines of ``--large-memory`` (one raw at
-twice that). They are synthesized once into WORKDIR and reused. Every command runs as a
-subprocess, as the analyst would start it, with wall time taken per run (median of
-``--repeat``, the three commands taking turns so that a change of machine load hits all):
+crash-full, crash-bitmap, crash-live, host), some laid out by the real 1607 and 2004 kernels'
+symbol tables from ../shared/isf when present; four are fleet-large machines of
+``--large-memory`` (one raw at twice that). They are synthesized once into WORKDIR and reused.
+Every command runs as a subprocess, as the analyst would start it, with wall time taken per run
+(median of ``--repeat``, the three commands taking turns so that a change of load hits all):
 
 - the loop: ``iumdump analyze DUMP -s SYMBOLS --offline`` for each dump, one after the other;
 - ``iumdump fleet DUMPS… --workers 1`` and ``--workers 2`` (a local Dask cluster).
