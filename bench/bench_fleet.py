@@ -15,8 +15,10 @@ Every command runs as a subprocess, as the analyst would start it, with wall tim
 
 Goals on a 2-core machine: fleet --workers 2 <= 0.6 x the loop; fleet --workers 1 <= 1.1 x the
 loop (Dask costs under 10 %). Also printed: each worker's peak RSS (from fleet.json) against the
-largest peak of one ``analyze``, and dumps per hour per worker. The reports of the two ways are
-compared: each fleet report must equal the loop's apart from its timings. The load average is
+largest peak of one ``analyze``, dumps per hour per worker, and the CPU seconds each way spent
+(user + system, the whole process tree): a wall time that grows while the CPU time does not
+means the cores were busy with something else. The reports of the two ways are compared:
+each fleet report must equal the loop's apart from its timings. The load average is
 printed before and after each command: the figures mean little on a machine that is busy with
 other work.
 """
@@ -94,8 +96,9 @@ def load() -> str:
     return "/".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def run(command: list[str], env: dict, ok=(0,)) -> tuple[float, int]:
-    """(wall seconds, peak RSS bytes of the process tree's largest process) of one command."""
+def run(command: list[str], env: dict, ok=(0,)) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS bytes of the process tree's largest process, CPU seconds of the
+    whole tree) of one command."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -106,25 +109,26 @@ def run(command: list[str], env: dict, ok=(0,)) -> tuple[float, int]:
             err.seek(0)
             raise SystemExit(f"failed ({code}): {' '.join(command)}\n"
                              f"{err.read().decode(errors='replace')[-3000:]}")
-    return wall, usage.ru_maxrss * 1024
+    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def loop(dumps: list[Path], symbols: Path, out: Path, env: dict) -> dict:
-    walls, peaks = [], []
+    walls, peaks, cpus = [], [], []
     for dump in dumps:
         target = out / dump.parent.name
-        wall, peak = run([str(BIN / "iumdump"), "analyze", str(dump), "-s", str(symbols), "-o",
-                          str(target), "--offline", "-q", "--force"], env)
+        wall, peak, cpu = run([str(BIN / "iumdump"), "analyze", str(dump), "-s", str(symbols),
+                               "-o", str(target), "--offline", "-q", "--force"], env)
         walls.append(wall)
         peaks.append(peak)
-    return {"wall": sum(walls), "per_dump": walls, "peak_rss": max(peaks)}
+        cpus.append(cpu)
+    return {"wall": sum(walls), "per_dump": walls, "peak_rss": max(peaks), "cpu": sum(cpus)}
 
 
 def fleet(dumps: list[Path], symbols: Path, out: Path, workers: int, env: dict) -> dict:
     if out.exists():
         shutil.rmtree(out)
-    wall, peak = run([str(BIN / "iumdump"), "fleet", *map(str, dumps), "-s", str(symbols), "-o",
-                      str(out), "--offline", "-q", "--workers", str(workers)], env)
+    wall, peak, cpu = run([str(BIN / "iumdump"), "fleet", *map(str, dumps), "-s", str(symbols),
+                           "-o", str(out), "--offline", "-q", "--workers", str(workers)], env)
     data = json.loads((out / "fleet.json").read_text())
     failed = [r for r in data["dumps"] if r["status"] != "analysed"]
     if failed:
@@ -136,7 +140,7 @@ def fleet(dumps: list[Path], symbols: Path, out: Path, workers: int, env: dict) 
         worker = record["worker"]
         per_worker[worker] = max(per_worker.get(worker, 0), record["worker_peak_rss"])
         after.setdefault(worker, []).append(record["worker_rss"])
-    return {"wall": wall, "tree_peak_rss": peak, "worker_peak_rss": per_worker,
+    return {"wall": wall, "cpu": cpu, "tree_peak_rss": peak, "worker_peak_rss": per_worker,
             "worker_rss_after_tasks": after, "dumps": data["dumps"]}
 
 
@@ -202,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     workers = {"loop": 1, "fleet1": 1, "fleet2": 2}
     print(f"\n{len(dumps)} dumps, {total / 2**30:.2f} GiB; fleet-large at {args.large_memory} "
           f"(one raw at twice); {os.cpu_count()} cores; repeat {args.repeat}")
-    print(f"{'command':<34}{'wall s':>9}{'ratio':>8}{'dumps/h/worker':>16}{'peak RSS MiB':>14}")
+    print(f"{'command':<34}{'wall s':>9}{'ratio':>8}{'CPU s':>8}{'dumps/h/worker':>16}"
+          f"{'peak RSS MiB':>14}")
     labels = {"loop": "loop of iumdump analyze", "fleet1": "iumdump fleet --workers 1",
               "fleet2": "iumdump fleet --workers 2"}
     for name in results:
@@ -213,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             peaks = [max(r["worker_peak_rss"].values()) for r in results[name]]
             peak = f"{max(peaks) / 2**20:.0f}/worker"
-        print(f"{labels[name]:<34}{wall[name]:>9.1f}{ratio:>8.2f}{rate:>16.0f}{peak:>14}")
+        cpu = statistics.median(r["cpu"] for r in results[name])
+        print(f"{labels[name]:<34}{wall[name]:>9.1f}{ratio:>8.2f}{cpu:>8.1f}{rate:>16.0f}"
+              f"{peak:>14}")
     print()
     for name, value in ratios.items():
         verdict = "ok" if value <= GOALS[name] else "MISSED"

@@ -103,7 +103,9 @@ def start_local(workers: int | None = None, limit: int | None = None) -> Cluster
 
     workers = workers or default_workers()
     limit = limit or memory_limit(workers)
-    dashboard = "127.0.0.1:0" if dashboard_available() else None
+    # Loopback and a free port always: with no address, Dask serves its HTTP routes on :8787 on
+    # every interface (and warns when another cluster holds that port).
+    dashboard = "127.0.0.1:0"
     try:
         local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                              memory_limit=limit, host="127.0.0.1", scheduler_port=0,
@@ -112,7 +114,7 @@ def start_local(workers: int | None = None, limit: int | None = None) -> Cluster
     except Exception as exc:  # ports, processes, a broken environment: one line, not a trace
         raise InvalidInputError(f"cannot start a local Dask cluster: {_reason(exc)}") from None
     client = Client(local)
-    link = local.dashboard_link if dashboard else None
+    link = local.dashboard_link if dashboard_available() else None
     return Cluster(client=client, scheduler="local", address=local.scheduler_address,
                    workers=workers, threads=dict.fromkeys(range(workers), 1),
                    memory_limit=limit, allowed_failures=LOCAL_CONFIG[
