@@ -4,24 +4,27 @@ fleet.json is ASCII-only like report.json, so a process name's control or bidi c
 escapes. fleet.csv has one row per dump for a spreadsheet: text from dumps and file names is made
 visible (:func:`iumdump.report.text.visible`) and a cell that a spreadsheet would take for a
 formula (``=``, ``+``, ``-``, ``@``) is quoted with a leading apostrophe. fleet.html is rendered
-by Jinja2 with autoescaping from ``templates/fleet.html.j2``, under report.html's
-Content-Security-Policy: no script, nothing loaded, every link relative to the output directory.
+from ``templates/fleet.html.j2`` in report.html's Jinja2 environment (autoescaping, dump text
+through ``|text`` and ``|attr``) and under its Content-Security-Policy: no script, nothing
+loaded, every link relative to the output directory.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from importlib import resources
 from typing import Any, Mapping
 
-from ..analysis.findings import SEVERITIES
 from ..report import html as report_html
+from ..report.templating import html_environment
 from ..report.text import visible
 from .model import ordered_by_severity
 
 SCHEMA_RESOURCE = "fleet.schema.json"
+TEMPLATE = "fleet.html.j2"
 FILE_NAMES = {"json": "fleet.json", "csv": "fleet.csv", "html": "fleet.html"}
 # fleet.csv: the columns the issue names, in its order, then the error and the report's path.
 CSV_COLUMNS = ("path", "sha256", "kernel_build", "vbs", "credential_guard", "secure_processes",
@@ -78,23 +81,22 @@ def render_csv(fleet: Mapping[str, Any]) -> str:
     return out.getvalue()
 
 
+@functools.cache
 def _environment():
+    """report.html's environment — autoescaping, and its ``|text`` / ``|attr`` filters and
+    ``finalize`` that make dump text visible before escaping it — over fleet's own templates."""
     import jinja2
-    from markupsafe import Markup
 
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("iumdump.fleet", "templates"), autoescape=True,
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    environment.filters["visible"] = visible
-    environment.globals.update(
-        csp=Markup(report_html.CSP), base_style=Markup(report_html.STYLE), report_link=report_link,
-        error_reason=error_reason, severities=tuple(reversed(SEVERITIES)))
-    return environment
+    return html_environment().overlay(loader=jinja2.PackageLoader("iumdump.fleet", "templates"))
 
 
 def render_html(fleet: Mapping[str, Any]) -> str:
-    template = _environment().get_template("fleet.html.j2")
-    return template.render(fleet=fleet, machines=ordered_by_severity(fleet["dumps"]))
+    from markupsafe import Markup
+
+    template = _environment().get_template(TEMPLATE)
+    return template.render(fleet=fleet, machines=ordered_by_severity(fleet["dumps"]),
+                           csp=Markup(report_html.CSP), base_style=Markup(report_html.STYLE),
+                           report_link=report_link, error_reason=error_reason)
 
 
 RENDERERS = {"json": render_json, "csv": render_csv, "html": render_html}

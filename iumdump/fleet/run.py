@@ -194,8 +194,9 @@ class _Writer:
         self.options = options
 
     def _report_files(self, dump: inputs.FleetDump) -> dict[str, str]:
-        return {fmt: f"{dump.report_dir}/{REPORT_FILES[fmt]}" for fmt in self.options.formats
-                if (self.run.out_dir / dump.report_dir / REPORT_FILES[fmt]).is_file()}
+        paths = report_paths(self.run.out_dir / dump.report_dir, self.options.formats)
+        return {fmt: f"{dump.report_dir}/{path.name}" for fmt, path in paths.items()
+                if path.is_file()}
 
     def record(self, item: Planned, outcome: DumpOutcome) -> dict:
         dump = item.dump
