@@ -42,9 +42,10 @@ written is complete, the fleet report covers what was done, and --resume finishe
 --resume skips each dump whose report.json describes the same file (size, modification time, and
 the sha256 — a worker re-reads the file to confirm it, much faster than analysing it).
 
-Exit status: 0 when every dump was analysed; 1 when the fleet report was written but some dumps
-failed; 2 with one line on stderr for bad input (no dumps found, an unusable OUTDIR or symbol
-directory, an unreachable scheduler); 130 when interrupted."""
+Exit status: 0 when every dump was analysed; 3 when the fleet report was written but some dumps
+failed (each named on stderr and in the report); 2 with one line on stderr for bad input (no
+dumps found, an unusable OUTDIR or symbol directory, an unreachable scheduler); 1 for an internal
+error; 130 when interrupted."""
 
 EPILOG = """\
 examples:
@@ -141,6 +142,7 @@ def _describe_cluster(found) -> str:
     return text
 
 
+EXIT_SOME_FAILED = 3  # the fleet report is written; 1 and 2 mean what they do for every command
 SHOWN_MACHINES = 10  # high-severity machines named on the terminal; the rest are in fleet.html
 
 
@@ -228,4 +230,4 @@ def _run(args) -> int:
         print(f"iumdump fleet: interrupted with {counts['interrupted']} of {len(planned)} dumps "
               "not done; run the same command with --resume to finish", file=sys.stderr)
         return 130
-    return 1 if run.counts()[fleet_run.FAILED] else 0
+    return EXIT_SOME_FAILED if run.counts()[fleet_run.FAILED] else 0

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import Error
+from ..visible import one_line
 
 ANALYSED = "analysed"
 RESUMED = "resumed"
@@ -106,10 +107,10 @@ def run_dump(job: DumpJob) -> DumpOutcome:
                     outcome.report = _analyze(job)
                     outcome.status = ANALYSED
             except Error as err:
-                outcome.error = _one_line(str(err))
+                outcome.error = one_line(err)
             except Exception as exc:  # a bug or a Volatility failure: this dump only
-                outcome.error = _one_line(f"{job.path}: internal error: "
-                                          f"{type(exc).__name__}: {exc}")
+                outcome.error = one_line(f"{job.path}: internal error: "
+                                         f"{type(exc).__name__}: {exc}")
             finally:
                 release_volatility_caches()
         outcome.seconds = round(time.monotonic() - started, 3)
@@ -150,10 +151,6 @@ def _unchanged(job: DumpJob) -> bool:
             job.expected_sha256
     except Error:
         return False
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "failed without a message"
 
 
 def _current_worker():

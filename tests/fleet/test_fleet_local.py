@@ -55,7 +55,7 @@ def validate(fleet: dict) -> None:
 
 def test_exit_status_and_terminal(first_run):
     estate, out, proc = first_run
-    assert proc.returncode == 1, proc.stderr  # the fleet report is written; some dumps failed
+    assert proc.returncode == 3, proc.stderr  # the fleet report is written; some dumps failed
     assert "Traceback" not in proc.stderr
     # One line per failed dump on stderr, each naming the file.
     failed_lines = [line for line in proc.stderr.splitlines() if line.startswith("failed ")]
@@ -203,7 +203,7 @@ def test_resume_skips_finished_dumps_and_redoes_changed_ones(first_run, tmp_path
 
     proc = run_fleet(str(estate.root), "-s", str(estate.symbols), "-o", str(out), "--offline",
                      "--workers", "1", "--resume", home=home)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 3, proc.stderr
     after = {r["path"]: r for r in load(out)["dumps"]}
     validate(load(out))
     for path, stamp in stamps.items():
@@ -239,7 +239,7 @@ def test_timeout_retries_once_then_fails(estate, tmp_path):
     dump = estate.root / "ws02" / "memory.dmp"
     proc = run_fleet(str(dump), "-s", str(estate.symbols), "-o", str(out), "--offline",
                      "--workers", "1", "--timeout", "0.1", home=tmp_path / "home")
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     [record] = load(out)["dumps"]
     assert record["status"] == "failed"

@@ -60,7 +60,7 @@ def test_fleet_on_a_running_cluster(scheduler, estate, tmp_path):
     bad = next(iter(estate.bad))
     proc = run_fleet(str(good), str(bad), "-s", str(estate.symbols), "-o", str(out), "--offline",
                      "--scheduler", address, "--workers", "1", home=tmp_path / "home")
-    assert proc.returncode == 1, proc.stderr + (root / "worker.log").read_text()[-3000:]
+    assert proc.returncode == 3, proc.stderr + (root / "worker.log").read_text()[-3000:]
     assert f"cluster  scheduler {address}, 1 worker × 1 thread" in proc.stdout
     fleet = json.loads((out / "fleet.json").read_text())
     assert fleet["run"]["cluster"]["scheduler"] == address
