@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
+from ..analysis.engine import analyze_dump as analyze
 from ..errors import InvalidInputError
-from ..report import (DEFAULT_FORMATS, FILE_NAMES, FORMATS, Report, build_report, render,
-                      report_paths)
-from ..report.atomic import check_targets, prepare_directory, write_reports
+from ..report import (DEFAULT_FORMATS, FILE_NAMES, FORMATS, Report, report_paths,
+                      write_report as write)
+from ..report.atomic import check_targets
 from ..report.model import control_label
 from ..report.text import visible
 
@@ -49,7 +49,6 @@ examples:
 
 
 MAX_PRINTED_NOTES = 5  # reasons for a partial report printed in the summary
-SYMBOLS_DIR = "symbols"  # under OUTDIR: symbol tables Volatility downloaded during the run
 
 
 def default_output(dump: str) -> Path:
@@ -128,87 +127,6 @@ def _check_output(dump: str, out_dir: Path, formats: tuple[str, ...], force: boo
         if path.exists() and os.path.exists(dump) and os.path.samefile(path, dump):
             raise InvalidInputError("a report would overwrite the dump itself", path=str(path))
     return paths
-
-
-def analyze(dump: str, *, symbol_dirs: list[str] | tuple[str, ...] = (), offline: bool = False,
-            quiet: bool = False, formats: tuple[str, ...] = DEFAULT_FORMATS) -> Report:
-    """Run every check on ``dump`` with one Volatility context and return the report."""
-    from ..analysis import findings as findings_module
-    from ..analysis import session as engine
-
-    started = time.time()
-    timings: dict[str, float] = {}
-    for directory in symbol_dirs:
-        if not os.path.isdir(directory):
-            raise InvalidInputError("symbol directory does not exist or is not a directory",
-                                    path=directory)
-    dump_file = engine.inspect_dump(dump)
-    hasher = engine.Hasher(dump_file)
-    try:
-        with engine.volatility_settings(symbol_dirs, offline) as logs:
-            phase = time.monotonic()
-            with engine.phase_bar("Finding the Windows kernel", quiet, total=100.0, unit="%",
-                                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}"
-                                  ) as bar:
-                session = engine.open_kernel(dump_file, offline=offline,
-                                             progress_callback=engine.percent_callback(
-                                                 bar, "Finding the Windows kernel"))
-            timings["kernel"] = time.monotonic() - phase
-            collected = engine.collect(session, quiet=quiet)
-            timings.update(collected.timings)
-            volatility_log = list(logs.messages)
-            downloaded = {f"{SYMBOLS_DIR}/{name}": data
-                          for name, data in logs.downloaded_tables().items()}
-        phase = time.monotonic()
-        sha256 = hasher.result(quiet)
-        timings["sha256_wait"] = time.monotonic() - phase
-    except BaseException:
-        hasher.cancel()
-        raise
-    finished = time.time()
-    changed = dump_file.changed()
-    notes = list(collected.notes)
-    if changed:
-        notes.append(f"the dump {changed}; the sha256 may not match what was analysed")
-    found = findings_module.analyze(collected.processes, collected.pages, dump_file.format)
-    from ..report.model import iso_time
-
-    kernel = session.kernel.as_dict()
-    if downloaded:
-        # The table lived in the run's private directory, removed by now: point at its copy.
-        kernel["symbols"] = next((name for name in downloaded if name.endswith(
-            os.path.basename(str(kernel["symbols"])))), kernel["symbols"])
-    report = build_report(
-        dump={"path": str(dump_file.path), "size": dump_file.size, "sha256": sha256,
-              "format": dump_file.format, "modified": iso_time(dump_file.mtime_ns / 1e9),
-              "expected_size": dump_file.expected_size, "unchanged": changed is None,
-              "dump_type": dump_file.dump_type,
-              "summary_signature": dump_file.summary_signature},
-        kernel=kernel, processes=collected.processes, pages=collected.pages,
-        findings=found, started=started, finished=finished,
-        options={"offline": bool(offline), "symbol_dirs": [os.path.abspath(d)
-                                                           for d in symbol_dirs],
-                 "formats": list(formats)},
-        notes=notes, volatility_log=volatility_log, timings=timings, control=collected.control)
-    report.files = downloaded
-    return report
-
-
-def write(report: Report, paths: dict, *, force: bool) -> list[Path]:
-    """The reports, then the files saved beside them (a downloaded symbol table: kept for the
-    next run's ``-s OUTDIR/symbols``; one already there with the same content is left alone)."""
-    out_dir = next(iter(paths.values())).parent
-    prepare_directory(out_dir)
-    written = write_reports({path: render(report, fmt) for fmt, path in paths.items()},
-                            force=force)
-    extra = {}
-    for name, data in report.files.items():
-        target = out_dir / name
-        if target.is_file() and target.read_bytes() == data:
-            continue
-        prepare_directory(target.parent)
-        extra[target] = data
-    return written + write_reports(extra, force=force)
 
 
 def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=None) -> None:

@@ -5,7 +5,8 @@
    matches the file's size and modification time: a worker then only confirms the sha256.
 2. :func:`execute` — submit every task (largest dump first, so the long ones do not finish last),
    collect outcomes as they complete, write each dump's reports at once (atomically, with
-   analyze's own writer), and keep one progress bar: done/total, failures, rate.
+   analyze's own writer, :func:`iumdump.report.write_report`), and keep one progress bar:
+   done/total, failures, rate.
 3. :func:`write_fleet` — fleet.json, fleet.csv, fleet.html, atomically; also after Ctrl-C, with
    the unfinished dumps marked ``interrupted``.
 
@@ -30,9 +31,8 @@ from typing import Any, Callable
 from tqdm import tqdm
 
 from ..errors import Error, InvalidInputError, ReportExistsError
-from ..commands import analyze as analyze_command
 from ..report import FILE_NAMES as REPORT_FILES
-from ..report import Report, report_paths
+from ..report import Report, report_paths, write_report
 from ..report.atomic import check_targets, prepare_directory, write_atomic
 from ..report.model import iso_time
 from . import inputs, model, render
@@ -221,12 +221,13 @@ class _Writer:
 
     def _write(self, dump: inputs.FleetDump, report: Report, *, force: bool,
                missing_only: bool = False) -> dict:
-        """analyze's own writer: the same renderings, each file written atomically."""
+        """analyze's own writer (:func:`iumdump.report.write_report`): the same renderings and
+        saved files, each written atomically."""
         paths = report_paths(self.run.out_dir / dump.report_dir, self.options.formats)
         if missing_only:
             paths = {fmt: path for fmt, path in paths.items() if not path.exists()}
         if paths:
-            analyze_command.write(report, paths, force=force)
+            write_report(report, paths, force=force)
         return report.as_dict()
 
 

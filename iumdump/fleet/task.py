@@ -1,10 +1,10 @@
 """What a Dask worker runs for one dump: the analysis of ``iumdump analyze``, nothing else.
 
 :func:`run_dump` is the one task of a fleet run. It calls the engine exactly as the CLI does —
-:func:`iumdump.commands.analyze.analyze`, which brings its own Volatility settings, preflight,
-hashing and checks — and returns the :class:`~iumdump.report.model.Report` to the client, which
-writes the files: a worker never needs to see the output directory, and a report is never half
-written by a worker that dies. The dump itself is opened by the worker where it lies; only its
+:func:`iumdump.analysis.engine.analyze_dump`, which brings its own Volatility settings,
+preflight, hashing and checks — and returns the :class:`~iumdump.report.model.Report` to the
+client, which writes the files: a worker never needs to see the output directory, and a report
+is never half written by a worker that dies. The dump itself is opened by the worker where it lies; only its
 path travels through the scheduler.
 
 Failures stay with their dump: bad input (an :class:`iumdump.errors.Error`) and any other
@@ -135,9 +135,9 @@ def _thread_lock_for_tqdm() -> None:
 
 def _analyze(job: DumpJob):
     """The one call into the engine: the same function, options and report as the CLI's."""
-    from ..commands.analyze import analyze
+    from ..analysis.engine import analyze_dump
 
-    return analyze(job.path, symbol_dirs=list(job.symbol_dirs), offline=job.offline,
+    return analyze_dump(job.path, symbol_dirs=list(job.symbol_dirs), offline=job.offline,
                    quiet=True, formats=tuple(job.formats))
 
 

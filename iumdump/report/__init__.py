@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import bodyfile, case, html, jsonreport, markdown
+from .atomic import prepare_directory, write_reports
 from .model import REPORT_VERSION, Report, build_report
 
 # The reports (written by default) and the exports for timeline and case tools (on request).
@@ -31,5 +32,25 @@ def report_paths(out_dir: Path, formats: tuple[str, ...]) -> dict[str, Path]:
     return {fmt: Path(out_dir) / names[fmt] for fmt in formats}
 
 
+def write_report(report: Report, paths: dict[str, Path], *, force: bool) -> list[Path]:
+    """Write ``report`` in each format of ``paths`` (format → file, all in one directory), then
+    the files saved beside it (a downloaded symbol table: kept for the next run's
+    ``-s OUTDIR/symbols``; one already there with the same content is left alone). Each file is
+    written atomically; none over an existing one unless ``force``."""
+    out_dir = next(iter(paths.values())).parent
+    prepare_directory(out_dir)
+    written = write_reports({path: render(report, fmt) for fmt, path in paths.items()},
+                            force=force)
+    extra = {}
+    for name, data in report.files.items():
+        target = out_dir / name
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        prepare_directory(target.parent)
+        extra[target] = data
+    return written + write_reports(extra, force=force)
+
+
 __all__ = ["DEFAULT_FORMATS", "EXPORT_FILE_NAMES", "EXPORT_FORMATS", "FILE_NAMES", "FORMATS",
-           "REPORT_FORMATS", "REPORT_VERSION", "Report", "build_report", "render", "report_paths"]
+           "REPORT_FORMATS", "REPORT_VERSION", "Report", "build_report", "render", "report_paths",
+           "write_report"]
