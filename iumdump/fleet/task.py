@@ -4,8 +4,8 @@
 :func:`iumdump.analysis.engine.analyze_dump`, which brings its own Volatility settings,
 preflight, hashing and checks — and returns the :class:`~iumdump.report.model.Report` to the
 client, which writes the files: a worker never needs to see the output directory, and a report
-is never half written by a worker that dies. The dump itself is opened by the worker where it lies; only its
-path travels through the scheduler.
+is never half written by a worker that dies. The dump itself is opened by the worker where it
+lies; only its path travels through the scheduler.
 
 Failures stay with their dump: bad input (an :class:`iumdump.errors.Error`) and any other
 exception become a one-line error in the outcome, and the worker goes on with the next dump.
