@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Iterable
 
 from construct import Construct, ConstructError
 
@@ -133,9 +134,9 @@ def flag_word(table: SymbolTable, type_name: str, path: str) -> FlagWord:
     members = _bitfields(table, type_name, path)
     if not members:
         raise SymbolError(f"{type_name}.{path} is not a word of bit fields", path=table.source)
-    fields = tuple(BitField(m.name, m.bit_position, m.bit_length) for m in members)
+    fields = [BitField(m.name, m.bit_position, m.bit_length) for m in members]
     try:
-        construct = lsb_first_bitfield_word(fields, member.size)
+        return flag_word_of(type_name, path, member.offset, member.size, fields)
     except ValueError as exc:  # overlapping fields or fields wider than the word
         # Several views of one word (a union of flag structures: _MMVAD_SHORT.u holds VadFlags
         # and PrivateVadFlags, _HANDLE_TABLE_ENTRY's access word overlays _EXHANDLE): a path to
@@ -143,12 +144,21 @@ def flag_word(table: SymbolTable, type_name: str, path: str) -> FlagWord:
         declared = _declared_bitfields(table, type_name, path) if member.is_bitfield else []
         if not declared:
             raise SymbolError(f"{type_name}.{path}: {exc}", path=table.source) from None
-        fields = tuple(BitField(m.name, m.bit_position, m.bit_length) for m in declared)
+        fields = [BitField(m.name, m.bit_position, m.bit_length) for m in declared]
         try:
-            construct = lsb_first_bitfield_word(fields, member.size)
+            return flag_word_of(type_name, path, member.offset, member.size, fields)
         except ValueError as again:
             raise SymbolError(f"{type_name}.{path}: {again}", path=table.source) from None
-    return FlagWord(type_name, path, member.offset, member.size, fields, construct)
+
+
+def flag_word_of(type_name: str, path: str, offset: int, size: int,
+                 fields: Iterable[BitField]) -> FlagWord:
+    """The flag word of ``fields``, bit fields of a ``size``-byte word at byte ``offset`` of
+    ``type_name``, however they were found: :func:`flag_word` takes them from an ISF; the
+    analyzer's reader from the same table as Volatility loaded it (its templates' ``start_bit``
+    and ``end_bit``). Raises ValueError for fields that overlap or do not fit the word."""
+    fields = tuple(sorted(fields, key=lambda f: f.bit))
+    return FlagWord(type_name, path, offset, size, fields, lsb_first_bitfield_word(fields, size))
 
 
 def _declared_bitfields(table: SymbolTable, type_name: str, path: str) -> list[BitFieldMember]:
