@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / "vol_plugins"
+sys.path.insert(0, str(ROOT / "tests"))  # volatility_harness
 
 
 def vol(dump: Path, symbols: Path, *args: str) -> list[str]:
@@ -64,7 +65,7 @@ def paired(baseline: list[str], candidate: list[str], repeat: int) -> dict[str, 
 
 def in_process(dump: Path, symbols: Path, pid: int, repeat: int) -> dict[str, float]:
     """Median seconds of each plugin's run on one shared context (after a warm-up run)."""
-    from iumdump.analysis.reader import load_plugins, open_dump
+    from volatility_harness import load_plugins, open_dump  # tests/: what the tests open dumps with
 
     plugins = load_plugins()
     started = time.perf_counter()

@@ -10,17 +10,19 @@ memory="32M", seed=0, params=None) -> SynthResult``
 
 ``volatility.run(result, "windows.pslist.PsList", pid=[712]) -> VolatilityRun``
     Runs an unmodified Volatility 3 plugin on a synthesized dump through Volatility's own API
-    (automagic, construct_plugin, TreeGrid.populate), offline and with a session-private symbol
-    cache. One context serves every plugin run on a dump, so automagic (DTB scan, kernel search)
-    runs once per dump. Options are the plugin's config names. iumdump's plugins
-    (``windows.secureprocs.SecureProcs`` …) load by name too. ``VolatilityRun.rows`` is a list of
-    ``{column: value}`` with Volatility's own values (ints, datetimes, absent-value objects).
+    (TreeGrid.populate), offline and with a session-private symbol cache
+    (tests/volatility_harness.py). One context serves every plugin run on a dump: automagic (DTB
+    scan, kernel search) runs once per dump, and a plugin whose requirements the kernel does not
+    satisfy gets them from automagic as under ``vol``. Options are the plugin's config names.
+    iumdump's plugins (``windows.secureprocs.SecureProcs`` …) load by name too.
+    ``VolatilityRun.rows`` is a list of ``{column: value}`` with Volatility's own values (ints,
+    datetimes, absent-value objects).
 
 ``volatility.context(result)`` and ``volatility.kernel_module(result)`` give the dump's
-Volatility context and kernel module name (after a run) for calling Volatility's classmethods.
+Volatility context and kernel module name for calling Volatility's classmethods.
 
 ``plugin_classes`` (iumdump's plugin classes as Volatility registered them),
-``plugin_session(dump)`` (a VolatilitySession on the dump's shared context) and ``patch(...)``
+``plugin_session(dump)`` (the dump's :class:`volatility_harness.OpenDump`) and ``patch(...)``
 (a copy of a dump to damage, tests/hostile.py) serve the plugin and hostile-input tests. (The
 plugin tests live in tests/plugins: a directory named vol_plugins there would shadow the package,
 since pytest puts tests/ on sys.path and a namespace package wins over the editable install.)
@@ -28,11 +30,7 @@ since pytest puts tests/ on sys.path and a namespace package wins over the edita
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ import pytest
 
 from iumdump.slat.synth import SynthResult, synthesize
 from iumdump.slat.writers import FORMATS
+from volatility_harness import VolatilityHarness, VolatilityRun
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ISF_DIR = REPO_ROOT.parent / "shared" / "isf"
@@ -97,147 +96,10 @@ def synth_dump(tmp_path_factory):
     return make
 
 
-@dataclass
-class VolatilityRun:
-    """The rows one plugin rendered."""
-
-    plugin: str
-    columns: list[str]
-    rows: list[dict[str, Any]]
-
-    def column(self, name: str) -> list[Any]:
-        return [row[name] for row in self.rows]
-
-
-@dataclass
-class _DumpSession:
-    context: Any
-    kernel_config: Any = None
-    kernel_name: str | None = None
-    runs: int = 0
-    plugins_run: list[str] = field(default_factory=list)
-
-
-class VolatilityRunner:
-    """Volatility 3 in this process: one context per dump, plugins by their registered names."""
-
-    def __init__(self, root: Path) -> None:
-        import volatility3.plugins
-        import volatility3.symbols
-        from volatility3 import framework
-        from volatility3.framework import constants
-
-        framework.require_interface_version(2, 0, 0)
-        self._root = root
-        cache = root / "cache"
-        cache.mkdir()
-        # Offline and with its own identifier cache: no network, and no other session's
-        # symbol directories (the cache is keyed by the directories on the symbol path).
-        constants.OFFLINE = True
-        constants.CACHE_PATH = str(cache)
-        plugin_dir = REPO_ROOT / "vol_plugins"
-        if plugin_dir.is_dir() and str(plugin_dir) not in volatility3.plugins.__path__:
-            # What ``vol -p vol_plugins`` does; and if Volatility's windows package is already
-            # imported, what its __init__ would have done: span every windows directory.
-            volatility3.plugins.__path__ = [str(plugin_dir)] + list(constants.PLUGINS_PATH)
-            windows = sys.modules.get("volatility3.plugins.windows")
-            extra = str(plugin_dir / "windows")
-            if windows is not None and extra not in windows.__path__:
-                windows.__path__.insert(0, extra)
-        framework.import_files(volatility3.plugins, True)
-        self.plugins = framework.list_plugins()
-        self._sessions: dict[Path, _DumpSession] = {}
-        self._symbol_dirs: dict[str, Path] = {}
-
-    def run(self, result: SynthResult, plugin: str, **options: Any) -> VolatilityRun:
-        from volatility3.framework import automagic, interfaces, plugins
-        from volatility3.framework.automagic import stacker
-
-        plugin_class = self.plugins[plugin]
-        session = self._session(result)
-        context = session.context
-        base = f"plugins{session.runs}"
-        session.runs += 1
-        path = interfaces.configuration.path_join(base, plugin_class.__name__)
-        if session.kernel_config is not None:
-            context.config.splice(interfaces.configuration.path_join(path, "kernel"),
-                                  session.kernel_config)
-        for name, value in options.items():
-            context.config[interfaces.configuration.path_join(path, name)] = value
-        automagics = automagic.choose_automagic(automagic.available(context), plugin_class)
-        context.config["automagic.LayerStacker.stackers"] = stacker.choose_os_stackers(
-            plugin_class)
-        with self._symbol_path():
-            constructed = plugins.construct_plugin(context, automagics, plugin_class, base,
-                                                   None, None)
-        if session.kernel_config is None:
-            session.kernel_config = context.config.branch(
-                interfaces.configuration.path_join(path, "kernel"))
-            session.kernel_name = context.config[interfaces.configuration.path_join(path, "kernel")]
-        grid = constructed.run()
-        columns = [column.name for column in grid.columns]
-        rows: list[dict[str, Any]] = []
-        grid.populate(lambda node, _acc: rows.append(dict(zip(columns, node.values))), None)
-        session.plugins_run.append(plugin)
-        return VolatilityRun(plugin=plugin, columns=columns, rows=rows)
-
-    def context(self, result: SynthResult):
-        """The Volatility context of a dump (after at least one run: layers and kernel module)."""
-        return self._session(result).context
-
-    def kernel_module(self, result: SynthResult) -> str:
-        """The name of the kernel module in the dump's context (after at least one run)."""
-        name = self._session(result).kernel_name
-        if name is None:
-            raise RuntimeError("run a plugin on the dump first")
-        return name
-
-    def _session(self, result: SynthResult) -> _DumpSession:
-        from volatility3.framework import contexts
-        from volatility3.framework.configuration import requirements
-
-        key = Path(result.dump_path)
-        if key not in self._sessions:
-            context = contexts.Context()
-            context.config["automagic.LayerStacker.single_location"] = (
-                requirements.URIRequirement.location_from_file(str(key)))
-            self._shared_symbols(result)
-            self._sessions[key] = _DumpSession(context=context)
-        return self._sessions[key]
-
-    def _shared_symbols(self, result: SynthResult) -> Path:
-        """A symbols directory per symbol table, shared by every dump made with it: Volatility's
-        identifier cache indexes (and hashes) each new directory's tables, seconds for a real
-        kernel's; the file is the one synthesize wrote beside the dump."""
-        name = result.isf_path.name
-        if name not in self._symbol_dirs:
-            target = self._root / "symbols" / name.removesuffix(".json.xz")
-            relative = result.isf_path.relative_to(result.symbols_dir)
-            (target / relative).parent.mkdir(parents=True)
-            shutil.copyfile(result.isf_path, target / relative)
-            self._symbol_dirs[name] = target
-        return self._symbol_dirs[name]
-
-    @contextlib.contextmanager
-    def _symbol_path(self):
-        """Every shared symbols directory on Volatility's symbol path while automagic runs: its
-        identifier cache drops directories no longer on the path, and would re-index them."""
-        import volatility3.symbols
-        from volatility3.framework import constants
-
-        saved = list(volatility3.symbols.__path__)
-        volatility3.symbols.__path__ = [str(d) for d in self._symbol_dirs.values()] + list(
-            constants.SYMBOL_BASEPATHS)
-        try:
-            yield
-        finally:
-            volatility3.symbols.__path__ = saved
-
-
 @pytest.fixture(scope="session")
-def volatility(tmp_path_factory) -> VolatilityRunner:
+def volatility(tmp_path_factory) -> VolatilityHarness:
     logging.getLogger("volatility3").setLevel(logging.ERROR)
-    return VolatilityRunner(tmp_path_factory.mktemp("volatility"))
+    return VolatilityHarness(tmp_path_factory.mktemp("volatility"))
 
 
 @pytest.fixture(scope="session")
@@ -253,27 +115,9 @@ def plugin_classes(volatility):
 
 @pytest.fixture(scope="session")
 def plugin_session(volatility):
-    """Factory: ``plugin_session(dump) -> VolatilitySession`` on the dump's shared context.
-
-    The ``volatility`` fixture runs automagic for every plugin it runs; a VolatilitySession reuses
-    the kernel the first run found, so each plugin run costs only the plugin itself.
-    """
-    from iumdump.analysis.reader import VolatilitySession
-
-    sessions = {}
-
-    def get(dump):
-        key = Path(dump.dump_path)
-        if key not in sessions:
-            try:
-                name = volatility.kernel_module(dump)
-            except RuntimeError:  # no plugin ran on this dump yet: let one find the kernel
-                volatility.run(dump, "windows.pslist.PsList")
-                name = volatility.kernel_module(dump)
-            sessions[key] = VolatilitySession.for_module(volatility.context(dump), name)
-        return sessions[key]
-
-    return get
+    """Factory: ``plugin_session(dump) -> OpenDump``, the dump's shared context, on which each
+    plugin run costs only the plugin itself (no automagic)."""
+    return volatility.dump
 
 
 @pytest.fixture

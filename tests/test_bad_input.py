@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from iumdump.analysis import session
+from iumdump.analysis import preflight
 from iumdump.errors import DumpFormatError, InvalidInputError, TruncatedDumpError
 
 
@@ -122,14 +122,14 @@ def test_user_minidump_is_not_a_memory_dump(tmp_path):
     path = tmp_path / "app.dmp"
     path.write_bytes(b"MDMP" + bytes(8192))
     with pytest.raises(DumpFormatError, match="user-mode minidump"):
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
 
 
 def test_tiny_file(tmp_path):
     path = tmp_path / "tiny.raw"
     path.write_bytes(b"x" * 100)
     with pytest.raises(DumpFormatError, match="100 bytes, too small"):
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
 
 
 def test_unsupported_crash_dump_type(tmp_path, synth_dump):
@@ -138,13 +138,13 @@ def test_unsupported_crash_dump_type(tmp_path, synth_dump):
     path = tmp_path / "kernel.dmp"
     path.write_bytes(data)
     with pytest.raises(DumpFormatError, match="crash dump type 2 is not a memory dump"):
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
 
 
 @pytest.mark.parametrize("fmt", ["crash-full", "crash-bitmap", "raw"])
 def test_intact_dumps_pass(fmt, synth_dump):
     result = synth_dump("credential-guard", fmt)
-    found = session.inspect_dump(result.dump_path)
+    found = preflight.inspect_dump(result.dump_path)
     assert found.format == fmt
     assert found.size == os.path.getsize(result.dump_path)
     if fmt != "raw":
@@ -157,7 +157,7 @@ def test_one_missing_page_of_a_complete_dump(tmp_path, synth_dump):
     path = tmp_path / "short.dmp"
     path.write_bytes(data[:-1])
     with pytest.raises(TruncatedDumpError, match=r"\(1 byte, 1 page, missing\)"):
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
 
 
 def test_x86_crash_dump_signature_is_checked(tmp_path):
@@ -169,9 +169,9 @@ def test_x86_crash_dump_signature_is_checked(tmp_path):
     path = tmp_path / "x86.dmp"
     path.write_bytes(bytes(header) + bytes(8 * 0x1000))
     with pytest.raises(TruncatedDumpError, match="needs 69,632 bytes"):
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
     path.write_bytes(bytes(header) + bytes(16 * 0x1000))
-    assert session.inspect_dump(path).format == "crash32-full"
+    assert preflight.inspect_dump(path).format == "crash32-full"
 
 
 def test_unreadable_file(tmp_path):
@@ -181,7 +181,7 @@ def test_unreadable_file(tmp_path):
     path.write_bytes(bytes(8192))
     path.chmod(0)
     with pytest.raises(InvalidInputError, match="cannot read: Permission denied"):
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
 
 
 def test_bitmap_dump_with_a_damaged_summary_signature(tmp_path, synth_dump):
@@ -194,5 +194,5 @@ def test_bitmap_dump_with_a_damaged_summary_signature(tmp_path, synth_dump):
     path = tmp_path / "bad-summary.dmp"
     path.write_bytes(bytes(data))
     with pytest.raises(DumpFormatError, match="summary header") as caught:
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
     assert "\n" not in str(caught.value)

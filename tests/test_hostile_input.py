@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 from hostile import ADDRESS_MASK, TIME_LIMIT, deadline, fingerprint, table_copy
 
-from iumdump.analysis import reader
+from iumdump.analysis import processes
 from iumdump.analysis.derive import PARTIAL_SUFFIX
+from iumdump.analysis.plugin_support import DumpFileTruncated
 from iumdump.commands.plugins import plugin_directory
 
 VOL = Path(sys.executable).with_name("vol")
@@ -218,7 +219,7 @@ def test_offline_analysis_writes_only_in_its_private_directory(synth_dump, tmp_p
     from volatility3 import schemas
     from volatility3.framework import constants
 
-    from iumdump.analysis.session import volatility_settings
+    from iumdump.analysis.volatility_env import volatility_settings
 
     before = (list(volatility3.symbols.__path__), constants.CACHE_PATH, constants.OFFLINE,
               schemas.cached_validation_filepath)
@@ -322,7 +323,7 @@ def test_a_list_head_the_table_misplaces(tmp_path, synth_dump, untouched):
 ], ids=["core-field-missing", "core-type-undefined", "type-undefined"])
 def test_eprocess_without_its_fields(tmp_path, synth_dump, untouched, damage, expected):
     """Regression: a table whose _EPROCESS fields have undefined types raised SymbolError from
-    reader._locate as a traceback."""
+    the reader's member lookup as a traceback."""
     run, done, table = _with_table(tmp_path, synth_dump("credential-guard", "raw"), damage,
                                    untouched, "extbasicinfo")
     refused(run, f"{table}: symbol table does not fit", expected)
@@ -520,7 +521,7 @@ def test_a_pte_that_maps_its_own_page_table(patch, run_plugin, tmp_path, untouch
 
 def _vad_root(dump, plugin_session, pid: int):
     session = plugin_session(dump.original)
-    for proc, _linked in reader.iter_processes(session.context, session.kernel_module_name,
+    for proc, _linked in processes.iter_processes(session.context, session.kernel_module_name,
                                                pids=[pid]):
         return proc.get_vad_root()
     raise AssertionError(f"PID {pid} not found")
@@ -564,7 +565,7 @@ def test_a_bitmap_that_claims_more_pages_than_the_file_holds(tmp_path, synth_dum
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert line.split(": ", 1)[1].strip() in done.stderr
     assert "PID" not in done.stdout.split("\n", 2)[-1]  # no table of rows, not even a header
-    with pytest.raises(reader.DumpFileTruncated, match="truncated crash dump"):
+    with pytest.raises(DumpFileTruncated, match="truncated crash dump"):
         run_plugin(dataclasses.replace(dump, dump_path=cut), "secureprocs")
 
 

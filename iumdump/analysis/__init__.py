@@ -1,56 +1,26 @@
-"""From a dump's processes to verdicts: shared by the Volatility plugins and ``iumdump analyze``.
+"""From a dump file to verdicts, for ``iumdump analyze`` and the Volatility plugins alike.
 
-- :mod:`.derive` — pure functions: EPROCESS field values → secure state, the ten extended flags
-  (each with its source field, unknown as None), protection text, process verdict, page-region
-  verdict. No Volatility, no dump.
-- :mod:`.reader` — the Volatility-facing reader: opens a dump, lists processes (active list and
-  pool scan), reads each EPROCESS by field name into :class:`~.derive.ProcessFields`.
-- :mod:`.pages` — the user page-table walk of one process and the classification of each mapped
-  page as absent from the dump, zero-filled or readable, per VAD region; the shared user data
-  page told apart; the control group of normal processes the verdicts are judged against.
+The modules in the order the data flows (DESIGN §3):
+
+- :mod:`.preflight` — the dump file checked before Volatility sees it (no Volatility).
+- :mod:`.volatility_env` — Volatility's process-wide settings for one analysis: its symbol path
+  and private directories, its cache, offline mode, its logs captured for the report.
 - :mod:`.livedump` — Volatility's crash dump layer extended to live kernel dumps (DumpType 6).
+- :mod:`.engine` — one Volatility context, the kernel found in one automagic pass, then every
+  check (:func:`.engine.collect`).
+- :mod:`.processes` — every process: the active list and a pool scan, checked for what they pass
+  over in silence.
+- :mod:`.fields` — the field manifest: each value read from an EPROCESS, declared once (pure).
+- :mod:`.eprocess` — each EPROCESS read by field name into :class:`.fields.ProcessFields`.
+- :mod:`.derive` — pure: field values → secure state, the ten extended flags (each with its
+  source, unknown as None), protection text, trustlet identity, verdicts.
+- :mod:`.secure_pages` — which processes' pages are walked, and the control group judging them.
+- :mod:`.pages` — the user page-table walk of one process and each mapped page classified as
+  absent, zero-filled or readable, per VAD region.
+- :mod:`.findings` — pure: what it all means, as findings for the report.
 
-Reader and pages import Volatility 3; import them explicitly (``from iumdump.analysis import
-reader``) so that the pure part stays cheap to import.
+Beside them: :mod:`.layers` (what a Volatility layer stack holds), :mod:`.progress` (progress
+bars and callbacks), :mod:`.hasher` (the evidence's sha256, beside the analysis) and
+:mod:`.plugin_support` (what the plugins share). The pure modules (``fields``, ``derive``,
+``findings``, ``preflight``) import nothing from Volatility; import each module by name.
 """
-
-from .derive import (
-    ENCLAVE_HOST,
-    INACCESSIBLE,
-    KNOWN_TRUSTLET_IMAGES,
-    MASQUERADE,
-    NORMAL,
-    NOT_CAPTURED,
-    PARTIALLY_READABLE,
-    PREDATES_VBS,
-    READABLE,
-    SECURE,
-    SHARED_USER_DATA,
-    ControlGroup,
-    DerivedProcess,
-    ExtendedFlags,
-    FlagState,
-    KernelLayout,
-    ProcessFields,
-    ProcessPages,
-    RegionPages,
-    SecureInfo,
-    Unknown,
-    derive_flags,
-    derive_process,
-    derive_protection_text,
-    derive_secure,
-    derive_verdict,
-    extended_basic_information,
-    region_verdict,
-    render_region_verdict,
-)
-
-__all__ = [
-    "ControlGroup", "NOT_CAPTURED", "PREDATES_VBS", "SHARED_USER_DATA",
-    "DerivedProcess", "ENCLAVE_HOST", "ExtendedFlags", "FlagState", "INACCESSIBLE",
-    "KNOWN_TRUSTLET_IMAGES", "KernelLayout", "MASQUERADE", "NORMAL", "PARTIALLY_READABLE",
-    "ProcessFields", "ProcessPages", "READABLE", "RegionPages", "SECURE", "SecureInfo", "Unknown",
-    "derive_flags", "derive_process", "derive_protection_text", "derive_secure", "derive_verdict",
-    "extended_basic_information", "region_verdict", "render_region_verdict",
-]

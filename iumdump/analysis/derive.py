@@ -1,8 +1,9 @@
 """Pure derivations: EPROCESS field values → secure state, flags, protection text, verdicts.
 
-Nothing here touches a dump. :mod:`iumdump.analysis.reader` turns an EPROCESS into a
-:class:`ProcessFields` of plain values (read by name from the kernel's symbol table); the
-functions below turn those values into what the plugins, the CLI and the reports print. Windows
+Nothing here touches a dump. :mod:`iumdump.analysis.eprocess` turns an EPROCESS into a
+:class:`~iumdump.analysis.fields.ProcessFields` of plain values (read by name from the kernel's
+symbol table); the functions below turn those values into what the plugins, the CLI and the
+reports print. Windows
 facts and the flag derivations are those of DESIGN §4; names and values of DESIGN §5.
 
 A value the dump cannot supply is ``None`` and carries a reason (:class:`Unknown`): the build's
@@ -13,12 +14,11 @@ at all. Unknown is an answer in its own right and is never turned into False.
 from __future__ import annotations
 
 import datetime as _dt
-import enum
-from dataclasses import dataclass, field, replace
-from typing import Mapping
+from dataclasses import dataclass, replace
 
 from ..structs.process_info import FLAG_NAMES, BasicInformation, ExtendedBasicInformation
 from ..structs.protection import PsProtectedSigner, PsProtectedType, parse_protection
+from .fields import ProcessFields, Unknown
 
 # -- process verdicts (DESIGN §5, windows.secureprocs) ------------------------------------------
 SECURE = "secure"
@@ -64,93 +64,6 @@ NOT_CAPTURED = "not-captured"
 SHARED_USER_DATA = "shared-user-data"
 REGION_VERDICTS = (INACCESSIBLE, PARTIALLY_READABLE, READABLE, NOT_CAPTURED, SHARED_USER_DATA)
 PARTIAL_SUFFIX = " (partial)"
-
-
-class Unknown(enum.Enum):
-    """Why a value is unknown."""
-
-    ABSENT = "absent"              # the build's symbols have no such field
-    UNREADABLE = "unreadable"      # the field exists but its memory could not be read
-    NOT_DERIVABLE = "not-derivable"  # no EPROCESS field carries it (e.g. IsStronglyNamed)
-
-
-@dataclass(frozen=True)
-class KernelLayout:
-    """Where a kernel build keeps each value: field paths relative to ``_EPROCESS``, or None.
-
-    The reader fills this once per symbol table by probing members by name; the paths are also
-    the ``source`` reported with each flag. ``trusted_app`` is set only where bit 1 of SecureState
-    is named TrustedApp (24H2+); on earlier builds that bit is ``Unused`` and says nothing.
-    """
-
-    secure_state: str | None = None
-    trusted_app: str | None = None
-    secure_pid: str | None = None
-    trustlet_identity: str | None = None
-    protection: str | None = None
-    protected_process: str | None = None  # the legacy bit, read only where Protection is absent
-    wow64_process: str | None = None
-    process_delete: str | None = None
-    cross_session_create: str | None = None
-    deep_freeze: str | None = None
-    background: str | None = None
-    subsystem_process: str | None = None
-    minimal: str | None = None
-    exit_status: str | None = None
-    peb: str | None = None
-    affinity: str | None = None
-    base_priority: str | None = None
-    create_time: str | None = None
-    exit_time: str | None = None
-    image_path: str | None = None
-
-
-@dataclass(frozen=True)
-class ProcessFields:
-    """The plain values read from one EPROCESS. ``None`` means unknown; ``unreadable`` names the
-    attributes whose field exists but could not be read (the others that are None are absent from
-    the build). Integers are as stored: ``secure_state`` is the whole SecureState word,
-    ``protection`` the PS_PROTECTION byte, ``affinity`` the group-0 mask."""
-
-    offset: int
-    linked: bool = True
-    pid: int | None = None
-    ppid: int | None = None
-    name: str | None = None
-    secure_state: int | None = None
-    secure_pid: int | None = None
-    trustlet_identity: int | None = None
-    protection: int | None = None
-    protected_process: int | None = None
-    wow64_process: int | None = None
-    process_delete: int | None = None
-    cross_session_create: int | None = None
-    deep_freeze: int | None = None
-    background: int | None = None
-    subsystem_process: int | None = None
-    minimal: int | None = None
-    exit_status: int | None = None
-    peb: int | None = None
-    affinity: int | None = None
-    base_priority: int | None = None
-    create_time: int | None = None  # FILETIME as stored; 0 = never set
-    exit_time: int | None = None
-    image_path: str | None = None  # the audit image name; None also where the pointer is NULL
-    layout: KernelLayout = field(default_factory=KernelLayout)
-    unreadable: frozenset[str] = frozenset()
-    problems: tuple[str, ...] = ()  # why the object itself is suspect (e.g. not in kernel space)
-
-    def reason(self, attribute: str) -> Unknown | None:
-        """Why ``attribute`` is None (None when it has a value)."""
-        if getattr(self, attribute) is not None:
-            return None
-        return Unknown.UNREADABLE if attribute in self.unreadable else Unknown.ABSENT
-
-    @property
-    def partial(self) -> bool:
-        """Some field the build has could not be read, or the object is not where an EPROCESS
-        can be."""
-        return bool(self.unreadable or self.problems)
 
 
 @dataclass(frozen=True)
@@ -556,14 +469,26 @@ def implied_trustlet_id(path: str | None) -> int | None:
     return TRUSTLET_IMAGE_IDS.get(parts[2].lower())
 
 
-BASIC_INFO_ATTRIBUTES: Mapping[str, str] = {
-    "ExitStatus": "exit_status",
-    "PebBaseAddress": "peb",
-    "AffinityMask": "affinity",
-    "BasePriority": "base_priority",
-    "UniqueProcessId": "pid",
-    "InheritedFromUniqueProcessId": "ppid",
-}
+@dataclass(frozen=True)
+class BasicInfoValue:
+    """One member of PROCESS_BASIC_INFORMATION and the ProcessFields attribute that supplies it;
+    ``hexadecimal`` where it is an address, a mask or an NTSTATUS (how windows.extbasicinfo shows
+    it)."""
+
+    name: str
+    attribute: str
+    hexadecimal: bool
+
+
+# In the structure's order (its columns in windows.extbasicinfo, DESIGN §5).
+BASIC_INFO = (
+    BasicInfoValue("ExitStatus", "exit_status", True),
+    BasicInfoValue("PebBaseAddress", "peb", True),
+    BasicInfoValue("AffinityMask", "affinity", True),
+    BasicInfoValue("BasePriority", "base_priority", False),
+    BasicInfoValue("UniqueProcessId", "pid", False),
+    BasicInfoValue("InheritedFromUniqueProcessId", "ppid", False),
+)
 
 
 def extended_basic_information(process: DerivedProcess, arch: str = "x64"
@@ -572,11 +497,11 @@ def extended_basic_information(process: DerivedProcess, arch: str = "x64"
     returned, or None when one of the BasicInfo values is unknown (a made-up 0 there would be a
     lie). Unknown flags are 0 in the Flags word, as documented on :attr:`ExtendedFlags.value`."""
     values = {}
-    for name, attribute in BASIC_INFO_ATTRIBUTES.items():
-        value = getattr(process.fields, attribute)
+    for member in BASIC_INFO:
+        value = getattr(process.fields, member.attribute)
         if value is None:
             return None
-        values[name] = value
+        values[member.name] = value
     return ExtendedBasicInformation(basic_info=BasicInformation(**values),
                                     flags=process.flags.as_dict(), arch=arch)
 

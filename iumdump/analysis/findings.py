@@ -445,7 +445,7 @@ def sort_key(finding: Finding) -> tuple:
             finding.pid if finding.pid is not None else -1, finding.offset or 0)
 
 
-def analyze(processes: Sequence[DerivedProcess],
+def dump_findings(processes: Sequence[DerivedProcess],
             pages: Mapping[int, ProcessPages] | Iterable[tuple[int, ProcessPages]] = (),
             dump_format: str | None = None) -> list[Finding]:
     """Every finding for one dump, most severe first. ``pages`` maps a process's EPROCESS offset

@@ -10,11 +10,12 @@ parser as 5), rizin ``librz/bin/format/dmp/dmp_specs.h`` (``DMP_DUMPTYPE_BITMAPK
 
 Volatility 3 (``framework/layers/crash.py``, 2.28) refuses DumpType 6.
 :class:`WindowsLiveDump64Layer` is its :class:`WindowsCrashDump64Layer` with DumpType 6 accepted
-and its segments loaded by the DumpType 5 code; :class:`WindowsLiveDumpStacker` offers it to automagic. Defining the classes
-registers them: Volatility's stacker automagic finds every subclass of
-``StackerLayerInterface``, and its configuration rebuilds layers from their class path. They are
-imported by ``iumdump analyze`` and, through ``vol_plugins/windows/livedump.py``, by ``vol -p
-"$(iumdump plugins)"``, so Volatility's own plugins (windows.pslist …) read these dumps too.
+and its segments loaded by the DumpType 5 code; :class:`WindowsLiveDumpStacker` offers it to
+automagic. Defining the classes registers them: Volatility's stacker automagic finds every
+subclass of ``StackerLayerInterface``, and its configuration rebuilds layers from their class
+path. They are imported by ``iumdump analyze`` and, through ``vol_plugins/windows/livedump.py``,
+by ``vol -p "$(iumdump plugins)"``, so Volatility's own plugins (windows.pslist …) read these
+dumps too.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Optional
 from volatility3.framework import constants, interfaces
 from volatility3.framework.layers import crash
 
-from ..structs.crashdump import DUMP_TYPE_BITMAP, DUMP_TYPE_LIVE_KERNEL
+from ..structs.crashdump import DumpType
 
 vollog = logging.getLogger(__name__)
 
@@ -33,15 +34,15 @@ vollog = logging.getLogger(__name__)
 class WindowsLiveDump64Layer(crash.WindowsCrashDump64Layer):
     """A live kernel memory dump (DumpType 6): a bitmap crash dump holding kernel memory only."""
 
-    supported_dumptypes = [DUMP_TYPE_LIVE_KERNEL]
+    supported_dumptypes = [DumpType.LIVE_KERNEL]
 
     def _load_segments(self) -> None:
         # The pages are stored as DumpType 5 stores them; let Volatility's own code map them.
-        self.dump_type = DUMP_TYPE_BITMAP
+        self.dump_type = DumpType.BITMAP
         try:
             super()._load_segments()
         finally:
-            self.dump_type = DUMP_TYPE_LIVE_KERNEL
+            self.dump_type = DumpType.LIVE_KERNEL
 
 
 class WindowsLiveDumpStacker(crash.WindowsCrashDumpStacker):

@@ -48,14 +48,12 @@ from volatility3.framework import constants, exceptions, interfaces, objects
 from volatility3.framework.layers import intel
 from volatility3.plugins.windows import vadinfo
 
-from ..structs.crashdump import DUMP_TYPE_BITMAP, DUMP_TYPE_LIVE_KERNEL
 from ..structs.paging import ADDRESS_MASK, PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE_BIT, PRESENT
-from .derive import ControlGroup, DerivedProcess, ProcessPages, RegionPages
-from .reader import kernel_space_start
+from .derive import ProcessPages, RegionPages
+from .layers import PhysicalMemory, kernel_space_start
+from .progress import ProgressCallback, sub_range
 
 vollog = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[float, str], None] | None
 
 ENTRIES = 512
 USER_PML4_ENTRIES = 256  # PML4 entries 0–255 map the user half (below 0x8000'0000'0000)
@@ -219,66 +217,6 @@ def _without_table_frames(runs: Sequence[Run], table_pfns: Sequence[int]
     return tuple(kept), tuple(problems)
 
 
-class PhysicalMemory:
-    """What a Volatility physical layer holds: which frames are present, and their bytes."""
-
-    def __init__(self, context: interfaces.context.ContextInterface, layer_name: str) -> None:
-        self.layer = context.layers[layer_name]
-        self.extent = physical_extent(self.layer)
-
-    def read_table(self, address: int) -> bytes | None:
-        try:
-            return self.layer.read(address, PAGE_SIZE)
-        except exceptions.InvalidAddressException:
-            return None
-
-    def present(self, start: int, end: int) -> list[tuple[int, int]]:
-        """The sub-ranges of ``[start, end)`` (bytes) the dump holds, merged."""
-        end = min(end, self.extent)
-        if start >= end:
-            return []
-        found: list[tuple[int, int]] = []
-        if isinstance(self.layer, interfaces.layers.TranslationLayerInterface):
-            pieces: Iterable = ((offset, offset + size) for offset, size, *_ in
-                                self.layer.mapping(start, end - start, ignore_errors=True)
-                                if size)
-        else:  # a plain file: everything from its first to its last byte
-            low = max(start, self.layer.minimum_address)
-            high = min(end, self.layer.maximum_address + 1)
-            pieces = [(low, high)] if low < high else []
-        for low, high in pieces:
-            if found and found[-1][1] == low:
-                found[-1] = (found[-1][0], high)
-            else:
-                found.append((low, high))
-        return found
-
-    def read(self, address: int, length: int) -> bytes:
-        return self.layer.read(address, length)
-
-
-def physical_extent(layer: interfaces.layers.DataLayerInterface) -> int:
-    """End (exclusive) of the physical memory the dump describes.
-
-    A crash dump's header lists the machine's memory runs and its bitmap covers every page, so a
-    frame below that end that the dump lacks was left out, not invented; other layers describe
-    memory up to their last byte.
-    """
-    end = layer.maximum_address + 1
-    try:
-        if hasattr(layer, "get_header"):  # WindowsCrashDump32Layer / 64Layer
-            block = layer.get_header().PhysicalMemoryBlockBuffer
-            for index in range(min(int(block.NumberOfRuns), block.Run.vol.count)):
-                run = block.Run[index]
-                end = max(end, (int(run.BasePage) + int(run.PageCount)) * PAGE_SIZE)
-        if hasattr(layer, "get_summary_header") and getattr(layer, "dump_type", None) in (
-                DUMP_TYPE_BITMAP, DUMP_TYPE_LIVE_KERNEL):
-            end = max(end, int(layer.get_summary_header().BitmapSize) * PAGE_SIZE)
-    except (exceptions.VolatilityException, AttributeError) as excp:
-        vollog.log(constants.LOGLEVEL_VVV, f"No physical-memory description in the header: {excp}")
-    return end
-
-
 class FrameFates:
     """Fate of every frame the runs reference: absent, zero-filled, content, or unreadable (listed
     by the dump but not readable from it, e.g. a truncated file: counted absent, and partial)."""
@@ -388,7 +326,7 @@ def _carve_shared(runs: Sequence[Run], shared: SharedPage | None) -> tuple[list[
 
 
 @dataclass(frozen=True)
-class Region:
+class VadRegion:
     """A user region to account pages to: a VAD (``end`` is its last byte)."""
 
     start: int
@@ -423,7 +361,7 @@ class _Tally:
                            protection, tag, tuple(notes), shared=shared)
 
 
-def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[Region],
+def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[VadRegion],
             problems: Sequence[Problem] = (), *, include_empty: bool = False,
             shared: SharedPage | None = None) -> tuple[RegionPages, ...]:
     """Distribute the mapped pages over ``regions``; pages outside every region form one extra
@@ -437,7 +375,7 @@ def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[Region],
     row."""
     problems = list(problems)
     runs, shared_run = _carve_shared(runs, shared)
-    clipped: list[Region] = []
+    clipped: list[VadRegion] = []
     for region in sorted(regions, key=lambda r: (r.start, r.end)):
         start = region.start
         if clipped and start <= clipped[-1].end:
@@ -447,7 +385,7 @@ def account(runs: Sequence[Run], fates: FrameFates, regions: Sequence[Region],
             start = clipped[-1].end + 1
         if start > region.end:
             continue
-        clipped.append(Region(start, region.end, region.protection, region.tag))
+        clipped.append(VadRegion(start, region.end, region.protection, region.tag))
     first_vpns = [r.start >> PAGE_SHIFT for r in clipped]
     last_vpns = [r.end >> PAGE_SHIFT for r in clipped]
     tallies = [_Tally() for _ in clipped]
@@ -505,7 +443,7 @@ USER_RANGE = (0, (USER_PML4_ENTRIES << 39) - 1)
 
 
 def vad_regions(context: interfaces.context.ContextInterface, kernel_module_name: str,
-                proc: interfaces.objects.ObjectInterface) -> tuple[list[Region], list[Problem]]:
+                proc: interfaces.objects.ObjectInterface) -> tuple[list[VadRegion], list[Problem]]:
     """The process's VADs as regions, and what could not be read of the tree."""
     problems: list[Problem] = []
     kernel = context.modules[kernel_module_name]
@@ -515,7 +453,7 @@ def vad_regions(context: interfaces.context.ContextInterface, kernel_module_name
     except (exceptions.InvalidAddressException, exceptions.SymbolError, ValueError) as excp:
         vollog.log(constants.LOGLEVEL_VV, f"MmProtectToValue unreadable: {excp}")
         protect_values = None
-    regions: list[Region] = []
+    regions: list[VadRegion] = []
     walked = 0
     try:
         root = proc.get_vad_root()
@@ -553,7 +491,7 @@ def vad_regions(context: interfaces.context.ContextInterface, kernel_module_name
                                                     vadinfo.winnt_protections) or None
                 except (exceptions.InvalidAddressException, AttributeError):
                     protection = None
-            regions.append(Region(start, end, protection, tag))
+            regions.append(VadRegion(start, end, protection, tag))
     except (exceptions.InvalidAddressException, RuntimeError, AttributeError) as excp:
         # RuntimeError is Volatility's "Vad tree is too deep" (a corrupt or looping tree).
         problems.append(Problem(f"VAD tree not fully readable: {excp}"))
@@ -648,59 +586,13 @@ def process_pages(context: interfaces.context.ContextInterface, kernel_module_na
     if wrong:
         return failed(wrong)
 
-    def stage(low: float, high: float):
-        if progress_callback is None:
-            return None
-        return lambda percent, text: progress_callback(low + (high - low) * percent / 100, text)
-
-    walk = walk_user_page_tables(physical.read_table, dtb, stage(0, 20))
+    walk = walk_user_page_tables(physical.read_table, dtb, sub_range(progress_callback, 0, 20))
     regions, problems = vad_regions(context, kernel_module_name, proc)
     problems = list(walk.problems) + problems
-    fates = FrameFates(physical, walk.runs, stage(20, 100))
+    fates = FrameFates(physical, walk.runs, sub_range(progress_callback, 20, 100))
     rows = account(walk.runs, fates, regions, problems, include_empty=include_empty,
                    shared=shared)
     messages = tuple(p.message for p in problems)
     if not rows and problems:
         return ProcessPages(pid, name, (RegionPages(*USER_RANGE, problems=messages),), messages)
     return ProcessPages(pid, name, rows, messages)
-
-
-def control_group(context: interfaces.context.ContextInterface, kernel_module_name: str,
-                  candidates: Iterable[tuple[interfaces.objects.ObjectInterface, DerivedProcess]],
-                  *, limit: int = CONTROL_PROCESSES, shared: SharedPage | None = None,
-                  progress_callback: ProgressCallback = None) -> ControlGroup:
-    """The page accounting of the dump's normal processes (``candidates``: EPROCESS objects with
-    what was derived of them; those :func:`derive.is_control_candidate` accepts are used), summed
-    over the first ``limit`` that map user pages. The shared user data page is left out: it is
-    kernel memory, in every dump."""
-    from .derive import is_control_candidate
-
-    chosen = [(proc, process) for proc, process in candidates if is_control_candidate(process)]
-    if shared is None:
-        shared = shared_user_data_page(context, kernel_module_name)
-    totals = {"pages": 0, "absent": 0, "zero_filled": 0, "readable": 0}
-    pids: list[int | None] = []
-    problems: list[str] = []
-    for proc, process in chosen:
-        if len(pids) >= limit:
-            break
-        if progress_callback:
-            progress_callback(100.0 * len(pids) / limit, f"Control group ({process.name})")
-        try:
-            accounting = process_pages(context, kernel_module_name, proc, pid=process.pid,
-                                       name=process.name, shared=shared)
-        except exceptions.VolatilityException as excp:
-            problems.append(f"PID {process.pid}: {excp}")
-            continue
-        if not accounting.mapped:
-            continue
-        pids.append(process.pid)
-        for key, value in (("pages", accounting.mapped), ("absent", accounting.absent),
-                           ("zero_filled", accounting.zero_filled),
-                           ("readable", accounting.readable)):
-            totals[key] += value
-        problems += [f"PID {process.pid}: {problem}" for problem in accounting.problems[:2]]
-    if progress_callback:
-        progress_callback(100.0, "Control group")
-    return ControlGroup(processes=len(pids), pids=tuple(pids), candidates=len(chosen),
-                        problems=tuple(problems), **totals)

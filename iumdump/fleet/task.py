@@ -15,7 +15,7 @@ Three things make a long-lived worker process safe for analysis after analysis:
 - one analysis at a time per process (:data:`_ANALYSIS_LOCK`): Volatility's symbol path and
   offline switch are process-wide settings that ``analyze`` sets and restores, so two threads of
   one worker must never analyse at once (a worker started with more threads just queues);
-- :func:`iumdump.analysis.session.release_volatility_caches` after each dump, so that what
+- :func:`iumdump.analysis.volatility_env.release_volatility_caches` after each dump, so that what
   Volatility's caches keep of one dump's context does not pile up from dump to dump;
 - ``--timeout``: Python cannot stop a thread that is deep in Volatility, so a task that runs past
   its deadline ends its worker process, after counting the timeout in the scheduler's metadata
@@ -90,7 +90,7 @@ class DumpOutcome:
 def run_dump(job: DumpJob) -> DumpOutcome:
     """The fleet task: analyse ``job.path`` as ``iumdump analyze`` would, or confirm an earlier
     report still describes it. Never raises for a bad dump."""
-    from ..analysis.session import release_volatility_caches
+    from ..analysis.volatility_env import release_volatility_caches
 
     with _ANALYSIS_LOCK:
         _thread_lock_for_tqdm()
@@ -144,11 +144,11 @@ def _analyze(job: DumpJob):
 def _unchanged(job: DumpJob) -> bool:
     """Whether the file still hashes to the digest its earlier report recorded (the engine's
     preflight and hasher, so a file that became unreadable is analysed — and refused — anew)."""
-    from ..analysis import session
+    from ..analysis.hasher import Hasher
+    from ..analysis.preflight import inspect_dump
 
     try:
-        return session.Hasher(session.inspect_dump(job.path)).result(quiet=True) == \
-            job.expected_sha256
+        return Hasher(inspect_dump(job.path)).result(quiet=True) == job.expected_sha256
     except Error:
         return False
 

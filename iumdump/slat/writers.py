@@ -35,10 +35,9 @@ from tqdm import tqdm
 from ..atomic import atomic_output
 from ..errors import InvalidInputError
 from ..structs.crashdump import (
-    DUMP_HEADER64_SIZE, DUMP_TYPE_BITMAP, DUMP_TYPE_FULL, DUMP_TYPE_LIVE_KERNEL,
-    FULL_BITMAP_DUMP_SIGNATURE, IMAGE_FILE_MACHINE_AMD64, SUMMARY_DUMP_FIXED_SIZE,
-    SUMMARY_DUMP_OFFSET, SUMMARY_DUMP_SIGNATURE, DumpHeader64, PhysicalMemoryRun, SummaryDump,
-    bitmap_bytes, build_dump_header, build_summary_dump,
+    DUMP_HEADER64_SIZE, FULL_BITMAP_DUMP_SIGNATURE, IMAGE_FILE_MACHINE_AMD64,
+    SUMMARY_DUMP_FIXED_SIZE, SUMMARY_DUMP_OFFSET, SUMMARY_DUMP_SIGNATURE, DumpHeader64, DumpType,
+    PhysicalMemoryRun, SummaryDump, bitmap_bytes, build_dump_header, build_summary_dump,
 )
 from ..structs.paging import PAGE_SHIFT, PAGE_SIZE
 from .ept import EPT_READ
@@ -51,8 +50,8 @@ BITMAP_FORMATS = ("crash-bitmap", "crash-live")
 EXTENSIONS = {"raw": "raw", "crash-full": "dmp", "crash-bitmap": "dmp", "host": "raw",
               "crash-live": "dmp"}
 # DumpType and _SUMMARY_DUMP signature of each bitmap format.
-BITMAP_KINDS = {"crash-bitmap": (DUMP_TYPE_BITMAP, FULL_BITMAP_DUMP_SIGNATURE),
-                "crash-live": (DUMP_TYPE_LIVE_KERNEL, SUMMARY_DUMP_SIGNATURE)}
+BITMAP_KINDS = {"crash-bitmap": (DumpType.BITMAP, FULL_BITMAP_DUMP_SIGNATURE),
+                "crash-live": (DumpType.LIVE_KERNEL, SUMMARY_DUMP_SIGNATURE)}
 
 BUGCHECK_LIVE_SYSTEM_DUMP = 0x161  # the bug check code of a dump taken from a running system
 _CHUNK_PAGES = 1024                # 4 MiB writes
@@ -134,7 +133,7 @@ def write_dump(machine: SlatMachine, path: str | os.PathLike, fmt: str,
             size = base + machine.memory.size
             header = b""
             if fmt == "crash-full":
-                header = build_dump_header(_dump_header(machine, facts, DUMP_TYPE_FULL, size))
+                header = build_dump_header(_dump_header(machine, facts, DumpType.FULL, size))
             result = _write_flat(view, plan, out.fileno(), bar, base, size, header)
     written, data_bytes, size = result
     stored_refused = fmt in ("raw", "crash-full")

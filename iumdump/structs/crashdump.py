@@ -24,6 +24,7 @@ ULONG at 4; the structure has a ULONG64 there, aligned to 8 (Volatility never re
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 
 from construct import (
     Array, Bytes, Const, ConstructError, Default, Int8ul, Int32sl, Int32ul, Int64ul, OneOf, Struct,
@@ -45,26 +46,38 @@ SUMMARY_DUMP_SIGNATURE = b"SDMP"              # a kernel/automatic (or live kern
 FULL_BITMAP_DUMP_SIGNATURE = b"FDMP"          # a complete-memory bitmap dump
 SUMMARY_DUMP_SIGNATURES = (SUMMARY_DUMP_SIGNATURE, FULL_BITMAP_DUMP_SIGNATURE)
 
-# _DUMP_HEADER*.DumpType (kdmp-parser DumpType_t, kdmp-parser-rs DumpType, rizin DMP_DUMPTYPE_*).
-DUMP_TYPE_FULL = 1
-DUMP_TYPE_SUMMARY = 2          # an old-style kernel (summary) dump
-DUMP_TYPE_HEADER = 3           # header only
-DUMP_TYPE_TRIAGE = 4           # a small (triage, mini) dump
-DUMP_TYPE_BITMAP = 5
-DUMP_TYPE_LIVE_KERNEL = 6      # Task Manager's live kernel memory dump (Windows 11 22H2+)
-DUMP_TYPE_AUTOMATIC = 7
-DUMP_TYPE_KERNEL_MEMORY = 8    # .dump /k
-DUMP_TYPE_KERNEL_AND_USER = 9  # .dump /ka
-DUMP_TYPE_COMPLETE_MEMORY = 10 # .dump /f
+
+class DumpType(IntEnum):
+    """_DUMP_HEADER*.DumpType (kdmp-parser DumpType_t, kdmp-parser-rs DumpType, rizin
+    DMP_DUMPTYPE_*). A header may hold any number: parse it as an int, and take it as a DumpType
+    only where it is one of these."""
+
+    FULL = 1
+    SUMMARY = 2          # an old-style kernel (summary) dump
+    HEADER = 3           # header only
+    TRIAGE = 4           # a small (triage, mini) dump
+    BITMAP = 5
+    LIVE_KERNEL = 6      # Task Manager's live kernel memory dump (Windows 11 22H2+)
+    AUTOMATIC = 7
+    KERNEL_MEMORY = 8    # .dump /k
+    KERNEL_AND_USER = 9  # .dump /ka
+    COMPLETE_MEMORY = 10  # .dump /f
+
+    @property
+    def description(self) -> str:
+        return DUMP_TYPE_NAMES[self]
+
+
 DUMP_TYPE_NAMES = {
-    DUMP_TYPE_FULL: "complete memory dump", DUMP_TYPE_SUMMARY: "kernel summary dump",
-    DUMP_TYPE_HEADER: "header-only dump", DUMP_TYPE_TRIAGE: "small (triage) dump",
-    DUMP_TYPE_BITMAP: "bitmap dump", DUMP_TYPE_LIVE_KERNEL: "live kernel memory dump",
-    DUMP_TYPE_AUTOMATIC: "automatic dump",
-    DUMP_TYPE_KERNEL_MEMORY: "kernel memory dump (.dump /k)",
-    DUMP_TYPE_KERNEL_AND_USER: "kernel and user memory dump (.dump /ka)",
-    DUMP_TYPE_COMPLETE_MEMORY: "complete memory dump (.dump /f)",
+    DumpType.FULL: "complete memory dump", DumpType.SUMMARY: "kernel summary dump",
+    DumpType.HEADER: "header-only dump", DumpType.TRIAGE: "small (triage) dump",
+    DumpType.BITMAP: "bitmap dump", DumpType.LIVE_KERNEL: "live kernel memory dump",
+    DumpType.AUTOMATIC: "automatic dump",
+    DumpType.KERNEL_MEMORY: "kernel memory dump (.dump /k)",
+    DumpType.KERNEL_AND_USER: "kernel and user memory dump (.dump /ka)",
+    DumpType.COMPLETE_MEMORY: "complete memory dump (.dump /f)",
 }
+
 IMAGE_FILE_MACHINE_AMD64 = 0x8664
 
 

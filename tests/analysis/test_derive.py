@@ -8,11 +8,12 @@ import pytest
 
 from iumdump.analysis.derive import (ENCLAVE_HOST, INACCESSIBLE, MASQUERADE, NORMAL,
                                      NOT_CAPTURED, PARTIALLY_READABLE, PREDATES_VBS, READABLE,
-                                     SECURE, SHARED_USER_DATA, ControlGroup,
-                                     ProcessFields, ProcessPages, RegionPages, Unknown,
-                                     derive_flags, derive_process, derive_protection_text,
-                                     derive_secure, derive_verdict, extended_basic_information,
-                                     region_verdict, render_region_verdict)
+                                     SECURE, SHARED_USER_DATA, ControlGroup, ProcessPages,
+                                     RegionPages, derive_flags, derive_process,
+                                     derive_protection_text, derive_secure, derive_verdict,
+                                     extended_basic_information, region_verdict,
+                                     render_region_verdict)
+from iumdump.analysis.fields import ProcessFields, Unknown
 from iumdump.structs.process_info import FLAG_NAMES, parse_extended_basic_information
 
 from kernel_layouts import LAYOUT_14393, LAYOUT_19041

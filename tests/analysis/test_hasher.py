@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from iumdump.analysis.session import DumpFile, Hasher
+from iumdump.analysis.hasher import Hasher
+from iumdump.analysis.preflight import DumpFile
 from iumdump.errors import InvalidInputError
 from iumdump.hashing import CHUNK
 

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from iumdump.analysis.derive import INACCESSIBLE, PARTIALLY_READABLE, READABLE
-from iumdump.analysis.pages import (PAGE_SIZE, FrameFates, Problem, Region, Run, account,
+from iumdump.analysis.pages import (PAGE_SIZE, FrameFates, Problem, Run, VadRegion, account,
                                     walk_user_page_tables)
 
 P = 0x1  # Present
@@ -174,9 +174,9 @@ def test_account_per_vad_and_outside_runs():
             Run(0x50, 0x300, 1),    # outside every VAD
             Run(0x51, 0x301, 1)]    # … contiguous with the previous: one row
     fates = FrameFates(physical, runs)
-    regions = [Region(0x30000, 0x3FFFF, "PAGE_READWRITE", "VadS"),
-               Region(0x10000, 0x1FFFF, "PAGE_READONLY", "Vad "),
-               Region(0x60000, 0x6FFFF, None, "VadS")]  # nothing mapped: no row
+    regions = [VadRegion(0x30000, 0x3FFFF, "PAGE_READWRITE", "VadS"),
+               VadRegion(0x10000, 0x1FFFF, "PAGE_READONLY", "Vad "),
+               VadRegion(0x60000, 0x6FFFF, None, "VadS")]  # nothing mapped: no row
     rows = account(runs, fates, regions)
     assert [(r.start, r.end, r.pages, r.absent, r.zero_filled, r.readable, r.verdict, r.tag)
             for r in rows] == [
@@ -192,7 +192,7 @@ def test_a_run_crossing_vad_boundaries_is_split():
     physical = FakePhysical({pfn: content() for pfn in range(0x100, 0x108)}, 0x1000)
     runs = [Run(0x10, 0x100, 8)]
     rows = account(runs, FrameFates(physical, runs),
-                   [Region(0x12000, 0x13FFF), Region(0x16000, 0x20FFF)])
+                   [VadRegion(0x12000, 0x13FFF), VadRegion(0x16000, 0x20FFF)])
     assert [(r.start, r.end, r.pages, r.tag) for r in rows] == [
         (0x10000, 0x11FFF, 2, None), (0x12000, 0x13FFF, 2, None),
         (0x14000, 0x15FFF, 2, None), (0x16000, 0x20FFF, 2, None)]
@@ -202,8 +202,8 @@ def test_a_run_crossing_vad_boundaries_is_split():
 def test_overlapping_vads_count_each_page_once_and_are_partial():
     physical = FakePhysical({pfn: content() for pfn in range(0x100, 0x110)}, 0x1000)
     runs = [Run(0x10, 0x100, 16)]
-    rows = account(runs, FrameFates(physical, runs),
-                   [Region(0x10000, 0x1BFFF, tag="VadS"), Region(0x18000, 0x1FFFF, tag="Vad ")])
+    rows = account(runs, FrameFates(physical, runs), [VadRegion(0x10000, 0x1BFFF, tag="VadS"),
+                                                      VadRegion(0x18000, 0x1FFFF, tag="Vad ")])
     assert sum(r.pages for r in rows) == 16
     assert [r.partial for r in rows] == [True, True]
     assert [(r.start, r.pages) for r in rows] == [(0x10000, 12), (0x1C000, 4)]
@@ -213,7 +213,7 @@ def test_problems_mark_only_the_rows_they_touch():
     physical = FakePhysical({pfn: content() for pfn in range(0x100, 0x104)}, 0x1000)
     runs = [Run(0x10, 0x100, 2), Run(0x400, 0x102, 2)]
     fates = FrameFates(physical, runs)
-    regions = [Region(0x10000, 0x11FFF), Region(0x400000, 0x401FFF)]
+    regions = [VadRegion(0x10000, 0x11FFF), VadRegion(0x400000, 0x401FFF)]
     rows = account(runs, fates, regions, [Problem("page table gone", 0x400000, 0x600000)])
     assert [r.partial for r in rows] == [False, True]
     rows = account(runs, fates, regions, [Problem("VAD tree not fully readable")])
@@ -224,7 +224,7 @@ def test_problems_mark_only_the_rows_they_touch():
 def test_a_range_that_could_not_be_walked_gets_its_own_row():
     physical = FakePhysical({0x100: content()}, 0x1000)
     runs = [Run(0x10, 0x100, 1)]
-    rows = account(runs, FrameFates(physical, runs), [Region(0x10000, 0x10FFF)],
+    rows = account(runs, FrameFates(physical, runs), [VadRegion(0x10000, 0x10FFF)],
                    [Problem("PDPT missing", 1 << 39, 2 << 39)])
     assert [(r.start, r.end, r.pages, r.rendered_verdict) for r in rows] == [
         (0x10000, 0x10FFF, 1, "readable"),
@@ -234,7 +234,7 @@ def test_a_range_that_could_not_be_walked_gets_its_own_row():
 def test_frames_beyond_memory_make_the_row_partial():
     physical = FakePhysical({}, 0x10)
     runs = [Run(0x10, 0xFFFF_FFFF, 1)]
-    (row,) = account(runs, FrameFates(physical, runs), [Region(0x10000, 0x10FFF)])
+    (row,) = account(runs, FrameFates(physical, runs), [VadRegion(0x10000, 0x10FFF)])
     assert (row.pages, row.absent, row.partial) == (1, 1, True)
     assert "beyond" in row.problems[0]
 
@@ -259,8 +259,8 @@ def test_shared_page_in_its_vad_is_labelled_and_not_counted():
 
     runs = trustlet_runs()
     fates = FrameFates(FakePhysical({KUSER_PFN: content()}, 0x1000), runs)
-    regions = [Region(0x10000, 0x13FFF, "PAGE_READWRITE", "VadS"),
-               Region(0x7FFE0000, 0x7FFE0FFF, "PAGE_READONLY", "VadS")]
+    regions = [VadRegion(0x10000, 0x13FFF, "PAGE_READWRITE", "VadS"),
+               VadRegion(0x7FFE0000, 0x7FFE0FFF, "PAGE_READONLY", "VadS")]
     rows = account(runs, fates, regions, shared=SharedPage(KUSER_VPN, KUSER_PFN))
     assert [(r.start, r.end, r.pages, r.absent, r.readable, r.shared, r.verdict, r.tag,
              r.protection) for r in rows] == [
@@ -283,7 +283,7 @@ def test_shared_page_outside_every_vad_is_its_own_row():
 
     runs = [Run(0x10, 0x300, 4), Run(KUSER_VPN - 1, 0x400, 1), Run(KUSER_VPN, KUSER_PFN, 1)]
     fates = FrameFates(FakePhysical({KUSER_PFN: content(), 0x400: content()}, 0x1000), runs)
-    rows = account(runs, fates, [Region(0x10000, 0x13FFF, tag="VadS")],
+    rows = account(runs, fates, [VadRegion(0x10000, 0x13FFF, tag="VadS")],
                    shared=SharedPage(KUSER_VPN, KUSER_PFN))
     assert [(r.start, r.pages, r.readable, r.shared, r.tag) for r in rows] == [
         (0x10000, 4, 0, False, "VadS"), (0x7FFDF000, 1, 1, False, None),

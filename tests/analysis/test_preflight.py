@@ -1,4 +1,4 @@
-"""The preflight (``session.inspect_dump``) against the crash dump headers Windows writes, packed
+"""The preflight (``preflight.inspect_dump``) against the crash dump headers Windows writes, packed
 with ``struct`` from the cited layouts (kdmp-parser ``HEADER64`` / ``BMP_HEADER64``, Volatility's
 crash.json for x86), never from iumdump's own definitions; and its agreement with Volatility: a
 file whose crash dump layer Volatility stacks (with iumdump's DumpType 6 layer registered, as
@@ -13,7 +13,7 @@ import pytest
 from volatility3.framework import contexts
 from volatility3.framework.layers import crash, physical
 
-from iumdump.analysis import session
+from iumdump.analysis import preflight
 from iumdump.analysis.livedump import WindowsLiveDumpStacker
 from iumdump.errors import DumpFormatError
 from iumdump.slat.writers import CRASH_FORMATS, FORMATS
@@ -96,7 +96,7 @@ def test_headers_windows_writes_pass_and_volatility_agrees(name, tmp_path):
     data, expected = CITED[name]
     path = tmp_path / f"{name}.dmp"
     path.write_bytes(data)
-    found = session.inspect_dump(path)
+    found = preflight.inspect_dump(path)
     assert found.format == expected
     assert found.expected_size == found.size == len(data)
     assert volatility_stacks(path) is not None
@@ -113,7 +113,7 @@ def test_unsupported_dump_types_get_one_line_naming_them(dump_type, tmp_path):
     path.write_bytes(bytes(data))
     assert volatility_stacks(path) is None
     with pytest.raises(DumpFormatError) as caught:
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
     message = str(caught.value)
     assert "\n" not in message
     assert f"crash dump type {dump_type} is not a memory dump" in message
@@ -129,7 +129,7 @@ def test_x86_live_dump_is_not_a_type_volatility_reads(tmp_path):
     assert volatility_stacks(path) is None
     with pytest.raises(DumpFormatError, match=r"supported x86 dump types are 1 \(complete "
                                               r"memory dump\), 5 \(bitmap dump\)$"):
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
 
 
 def test_old_style_summary_signature_is_refused_with_what_windows_writes(tmp_path):
@@ -140,13 +140,13 @@ def test_old_style_summary_signature_is_refused_with_what_windows_writes(tmp_pat
     path = tmp_path / "du64.dmp"
     path.write_bytes(bytes(data))
     with pytest.raises(DumpFormatError, match="Windows writes b'SDMPDUMP' or b'FDMPDUMP'"):
-        session.inspect_dump(path)
+        preflight.inspect_dump(path)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_emulator_dump_passes_and_volatility_agrees(fmt, synth_dump):
     result = synth_dump("credential-guard", fmt)
-    found = session.inspect_dump(result.dump_path)
+    found = preflight.inspect_dump(result.dump_path)
     assert found.format == ("raw" if fmt == "host" else fmt)
     layer = volatility_stacks(result.dump_path)
     assert (layer is not None) is (fmt in CRASH_FORMATS)

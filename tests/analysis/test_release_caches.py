@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from iumdump.analysis import session
+from iumdump.analysis import engine, volatility_env
 from iumdump.commands.analyze import analyze
 
 
@@ -17,19 +17,19 @@ def test_no_context_survives_its_analysis(synth_dump, monkeypatch):
     with a real 19041 kernel's) without bound."""
     result = synth_dump("adversarial", "crash-bitmap")
     contexts = []
-    open_kernel = session.open_kernel
+    open_kernel = engine.open_kernel
 
     def recording(*args, **kwargs):
         opened = open_kernel(*args, **kwargs)
         contexts.append(weakref.ref(opened.context))
         return opened
 
-    monkeypatch.setattr(session, "open_kernel", recording)
+    monkeypatch.setattr(engine, "open_kernel", recording)
     for _ in range(2):
         report = analyze(str(result.dump_path), symbol_dirs=[str(result.symbols_dir)],
                          offline=True, quiet=True)
         assert report.summary["processes"]  # the analysis did read the dump
-        session.release_volatility_caches()
+        volatility_env.release_volatility_caches()
     gc.collect()
     assert len(contexts) == 2
     assert [ref() for ref in contexts] == [None, None]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from iumdump.analysis.reader import VolatilitySession
-
 
 @pytest.mark.parametrize("plugin, options, text", [
     ("secureprocs", {}, "Reading processes"),
@@ -15,10 +13,8 @@ from iumdump.analysis.reader import VolatilitySession
 def test_progress_rises_to_100(plugin, options, text, synth_dump, plugin_session,
                                plugin_classes):
     dump = synth_dump("credential-guard", "raw", "builtin")
-    shared = plugin_session(dump)
     calls = []
-    session = VolatilitySession.for_module(shared.context, shared.kernel_module_name,
-                                           progress_callback=lambda p, t: calls.append((p, t)))
+    session = plugin_session(dump).with_progress(lambda p, t: calls.append((p, t)))
     assert session.rows(plugin_classes[plugin], **options)
     percents = [p for p, _ in calls]
     assert percents and percents == sorted(percents)

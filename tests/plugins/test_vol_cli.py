@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from iumdump.analysis.reader import json_value
 from iumdump.commands.plugins import plugin_directory
+from volatility_harness import json_value
 
 VOL = Path(sys.executable).with_name("vol")
 

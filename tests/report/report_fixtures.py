@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from iumdump.analysis.derive import (DerivedProcess, ProcessFields, ProcessPages,
-                                     RegionPages, derive_process)
-from iumdump.analysis.findings import analyze as find
+from iumdump.analysis.derive import DerivedProcess, ProcessPages, RegionPages, derive_process
+from iumdump.analysis.fields import ProcessFields
+from iumdump.analysis.findings import dump_findings as find
 from iumdump.report.model import Report, build_report
 from kernel_layouts import LAYOUT_19041
 

@@ -8,14 +8,14 @@ import dataclasses
 import pytest
 from report_fixtures import LAYOUT_19041, credential_guard_machine, pages, process
 
-from iumdump.analysis.derive import (ControlGroup, ProcessFields, ProcessPages, RegionPages,
-                                     derive_process)
+from iumdump.analysis.derive import ControlGroup, ProcessPages, RegionPages, derive_process
+from iumdump.analysis.fields import ProcessFields
 from iumdump.analysis.findings import (CREDENTIAL_GUARD, ENCLAVE_HOST_KIND, HIGH, INFO, KINDS,
                                        LOW, MASQUERADE_KIND, MEDIUM, PARTIAL_ANALYSIS,
                                        SECURE_STATE_UNKNOWN, SEVERITIES, TRUSTLET,
                                        TRUSTLET_PAGES_INACCESSIBLE, TRUSTLET_PAGES_NOT_CAPTURED,
                                        TRUSTLET_PAGES_READABLE, UNLINKED_PROCESS, VBS_ACTIVE,
-                                       analyze, count_by_severity)
+                                       count_by_severity, dump_findings)
 
 
 def kinds(findings) -> set[tuple[str, int | None]]:
@@ -24,7 +24,7 @@ def kinds(findings) -> set[tuple[str, int | None]]:
 
 def test_credential_guard_machine():
     procs, accounting = credential_guard_machine()
-    found = analyze(procs, accounting, "crash-bitmap")
+    found = dump_findings(procs, accounting, "crash-bitmap")
     assert kinds(found) == {(VBS_ACTIVE, 56), (CREDENTIAL_GUARD, 712), (TRUSTLET, 712),
                             (TRUSTLET_PAGES_INACCESSIBLE, 712), (ENCLAVE_HOST_KIND, 3312)}
     assert {f.severity for f in found} == {INFO}
@@ -32,7 +32,7 @@ def test_credential_guard_machine():
 
 def test_credential_guard_message_is_a_case_note():
     procs, accounting = credential_guard_machine()
-    by_kind = {f.kind: f for f in analyze(procs, accounting, "crash-bitmap")}
+    by_kind = {f.kind: f for f in dump_findings(procs, accounting, "crash-bitmap")}
     assert by_kind[CREDENTIAL_GUARD].message.startswith(
         "LsaIso.exe (PID 712) runs as a trustlet, so Credential Guard is active")
     pages_message = by_kind[TRUSTLET_PAGES_INACCESSIBLE].message
@@ -45,7 +45,7 @@ def test_credential_guard_message_is_a_case_note():
 def test_zero_filled_pages_are_explained_as_refused_reads():
     procs, _ = credential_guard_machine()
     lsaiso = procs[2]
-    found = analyze(procs, {lsaiso.offset: pages(lsaiso, (0x1000_0000, 4, 0, 4, 0))}, "raw")
+    found = dump_findings(procs, {lsaiso.offset: pages(lsaiso, (0x1000_0000, 4, 0, 4, 0))}, "raw")
     message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_INACCESSIBLE)
     assert "4 written as zeros by the acquisition" in message
     assert "left out" not in message
@@ -54,7 +54,7 @@ def test_zero_filled_pages_are_explained_as_refused_reads():
 def test_readable_trustlet_pages_are_unexpected():
     procs, _ = credential_guard_machine()
     lsaiso = procs[2]
-    found = analyze(procs, {lsaiso.offset: pages(lsaiso, (0x1000_0000, 4, 0, 1, 3))}, "raw")
+    found = dump_findings(procs, {lsaiso.offset: pages(lsaiso, (0x1000_0000, 4, 0, 1, 3))}, "raw")
     readable = [f for f in found if f.kind == TRUSTLET_PAGES_READABLE]
     assert [(f.pid, f.severity) for f in readable] == [(712, MEDIUM)]
     assert "3 of its 4 mapped user pages have content" in readable[0].message
@@ -65,14 +65,14 @@ def test_readable_trustlet_pages_are_unexpected():
 def test_masquerade_names_the_genuine_trustlet_and_sorts_first():
     procs, accounting = credential_guard_machine()
     procs.append(process("LsaIso.exe", 6240, ppid=4420))
-    found = analyze(procs, accounting, "crash-bitmap")
+    found = dump_findings(procs, accounting, "crash-bitmap")
     assert (found[0].kind, found[0].pid, found[0].severity) == (MASQUERADE_KIND, 6240, HIGH)
     assert "The genuine LsaIso.exe in this dump is PID 712." in found[0].message
     assert (TRUSTLET, 6240) not in kinds(found)
 
 
 def test_masquerade_without_a_genuine_trustlet():
-    found = analyze([process("lsaiso.EXE", 900)], {}, "raw")
+    found = dump_findings([process("lsaiso.EXE", 900)], {}, "raw")
     assert [(f.kind, f.severity) for f in found] == [(MASQUERADE_KIND, HIGH)]
     assert "genuine" not in found[0].message
 
@@ -80,7 +80,7 @@ def test_masquerade_without_a_genuine_trustlet():
 def test_unlinked_secure_process():
     procs, accounting = credential_guard_machine()
     procs.append(process("BioIso.exe", 3892, secure_state=0x1001, linked=False))
-    found = analyze(procs, accounting, "crash-bitmap")
+    found = dump_findings(procs, accounting, "crash-bitmap")
     unlinked = [f for f in found if f.kind == UNLINKED_PROCESS]
     assert [(f.pid, f.severity) for f in unlinked] == [(3892, MEDIUM)]
     assert "a secure process, was found by pool scanning" in unlinked[0].message
@@ -88,18 +88,18 @@ def test_unlinked_secure_process():
 
 
 def test_unknown_enclave_host_is_low():
-    found = analyze([process("thirdparty.exe", 4000, secure_state=0x5000)], {}, "raw")
+    found = dump_findings([process("thirdparty.exe", 4000, secure_state=0x5000)], {}, "raw")
     assert [(f.kind, f.severity) for f in found] == [(ENCLAVE_HOST_KIND, LOW)]
     assert "0x5000" in found[0].message
 
 
 def test_no_vbs_machine_has_no_findings():
     procs = [process("System", 4, ppid=0, protection=0x72), process("lsass.exe", 700)]
-    assert analyze(procs, {}, "raw") == []
+    assert dump_findings(procs, {}, "raw") == []
 
 
 def test_vbs_inferred_from_a_trustlet_when_secure_system_is_missing():
-    found = analyze([process("vmsp.exe", 800, secure_state=0x3001)], {}, "raw")
+    found = dump_findings([process("vmsp.exe", 800, secure_state=0x3001)], {}, "raw")
     vbs = [f for f in found if f.kind == VBS_ACTIVE]
     assert len(vbs) == 1 and vbs[0].pid == 800
     assert "No Secure System process was listed" in vbs[0].message
@@ -107,7 +107,7 @@ def test_vbs_inferred_from_a_trustlet_when_secure_system_is_missing():
 
 def test_unknown_secure_state_and_unreadable_fields():
     proc = process("svchost.exe", 900, unreadable=("secure_state", "protection"))
-    found = analyze([proc], {}, "raw")
+    found = dump_findings([proc], {}, "raw")
     assert kinds(found) == {(SECURE_STATE_UNKNOWN, 900), (PARTIAL_ANALYSIS, 900)}
     assert {f.severity for f in found} == {LOW}
     partial = next(f for f in found if f.kind == PARTIAL_ANALYSIS)
@@ -119,21 +119,21 @@ def test_partial_page_walk_is_said():
     lsaiso = procs[2]
     accounting = {lsaiso.offset: pages(lsaiso, (0x1000_0000, 2, 2, 0, 0),
                                        problems=("page table at 0x5000 missing from the dump",))}
-    message = next(f.message for f in analyze(procs, accounting, "crash-bitmap")
+    message = next(f.message for f in dump_findings(procs, accounting, "crash-bitmap")
                    if f.kind == TRUSTLET_PAGES_INACCESSIBLE)
     assert "The page walk was partial (page table at 0x5000 missing from the dump)" in message
 
 
 def test_secure_process_without_pages_gets_no_page_finding():
     procs, _ = credential_guard_machine()
-    found = analyze(procs, {procs[2].offset: pages(procs[2])}, "crash-bitmap")
+    found = dump_findings(procs, {procs[2].offset: pages(procs[2])}, "crash-bitmap")
     assert not {f.kind for f in found} & {TRUSTLET_PAGES_INACCESSIBLE, TRUSTLET_PAGES_READABLE}
 
 
 def test_order_and_counts():
     procs, accounting = credential_guard_machine()
     procs += [process("LsaIso.exe", 6240), process("ghost.exe", 7000, linked=False)]
-    found = analyze(procs, accounting, "crash-bitmap")
+    found = dump_findings(procs, accounting, "crash-bitmap")
     ranks = [SEVERITIES.index(f.severity) for f in found]
     assert ranks == sorted(ranks, reverse=True)
     assert count_by_severity(found) == {"high": 1, "medium": 1, "low": 0, "info": 5}
@@ -143,7 +143,7 @@ def test_order_and_counts():
 @pytest.mark.parametrize("name", ["<script>x</script>", "a\u202eexe.lsass"])
 def test_messages_keep_the_name_as_decoded(name):
     """Findings are data: escaping is the renderers' job, so the message holds the raw name."""
-    found = analyze([process(name, 10, linked=False)], {}, "raw")
+    found = dump_findings([process(name, 10, linked=False)], {}, "raw")
     assert name in found[0].message
 
 
@@ -153,9 +153,9 @@ def test_masquerade_names_the_field_of_the_build():
                                  trustlet_identity="TrustletIdentity")
     fake = derive_process(ProcessFields(offset=0x1000, pid=6240, ppid=4420, name="LsaIso.exe",
                                         secure_pid=0, trustlet_identity=0, layout=layout))
-    found = analyze([fake], {}, "crash-bitmap")
+    found = dump_findings([fake], {}, "crash-bitmap")
     assert "(Pcb.SecurePid is 0)" in found[0].message
-    assert "(Pcb.SecureState bit 0 is clear)" in analyze([process("LsaIso.exe", 1)], {},
+    assert "(Pcb.SecureState bit 0 is clear)" in dump_findings([process("LsaIso.exe", 1)], {},
                                                         "raw")[0].message
 
 
@@ -182,7 +182,7 @@ def test_shared_user_data_page_is_not_a_readable_trustlet_page():
     procs, accounting = credential_guard_machine()
     lsaiso = procs[2]
     accounting[lsaiso.offset] = _with_kuser(lsaiso, accounting[lsaiso.offset]).judged(CAPTURED)
-    found = analyze(procs, accounting, "crash-bitmap")
+    found = dump_findings(procs, accounting, "crash-bitmap")
     assert (TRUSTLET_PAGES_INACCESSIBLE, 712) in kinds(found)
     assert TRUSTLET_PAGES_READABLE not in {f.kind for f in found}
     message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_INACCESSIBLE)
@@ -197,7 +197,7 @@ def test_pages_missing_where_the_control_is_missing_too_are_not_blamed_on_vtl1()
     lsaiso = procs[2]
     accounting[lsaiso.offset] = _with_kuser(lsaiso, accounting[lsaiso.offset]).judged(
         NOT_CAPTURED_CONTROL)
-    found = analyze(procs, accounting, "crash-bitmap")
+    found = dump_findings(procs, accounting, "crash-bitmap")
     assert kinds(found) == {(VBS_ACTIVE, 56), (CREDENTIAL_GUARD, 712), (TRUSTLET, 712),
                             (TRUSTLET_PAGES_NOT_CAPTURED, 712), (ENCLAVE_HOST_KIND, 3312)}
     finding = next(f for f in found if f.kind == TRUSTLET_PAGES_NOT_CAPTURED)
@@ -209,7 +209,7 @@ def test_pages_missing_where_the_control_is_missing_too_are_not_blamed_on_vtl1()
 
 def test_live_kernel_dump_without_a_control_group_is_not_captured():
     procs, accounting = credential_guard_machine()
-    found = analyze(procs, accounting, "crash-live")
+    found = dump_findings(procs, accounting, "crash-live")
     assert (TRUSTLET_PAGES_NOT_CAPTURED, 712) in kinds(found)
     assert TRUSTLET_PAGES_INACCESSIBLE not in {f.kind for f in found}
     message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_NOT_CAPTURED)
@@ -220,7 +220,7 @@ def test_readable_trustlet_pages_name_the_control_group():
     procs, _ = credential_guard_machine()
     lsaiso = procs[2]
     accounting = {lsaiso.offset: pages(lsaiso, (0x1000_0000, 4, 0, 0, 4)).judged(CAPTURED)}
-    message = next(f.message for f in analyze(procs, accounting, "host")
+    message = next(f.message for f in dump_findings(procs, accounting, "host")
                    if f.kind == TRUSTLET_PAGES_READABLE)
     assert "(the control group of 5 normal processes has 180 of its 200" in message
 
@@ -229,7 +229,7 @@ def test_secure_process_findings_hold_on_every_dump_type():
     procs, accounting = credential_guard_machine()
     masquerade = process("LsaIso.exe", 6240, ppid=4420)
     for fmt in ("crash-bitmap", "crash-live", "crash-full", "raw", "lime"):
-        got = {kind for kind, _ in kinds(analyze(procs + [masquerade], accounting, fmt))}
+        got = {kind for kind, _ in kinds(dump_findings(procs + [masquerade], accounting, fmt))}
         assert {VBS_ACTIVE, CREDENTIAL_GUARD, TRUSTLET, MASQUERADE_KIND} <= got, fmt
 
 
@@ -237,7 +237,7 @@ def test_a_kernel_that_predates_vbs_names_the_masquerade_and_not_an_unknown_stat
     layout = dataclasses.replace(LAYOUT_19041, secure_state=None)
     fake = derive_process(ProcessFields(offset=0x1000, pid=612, ppid=500, name="LsaIso.exe",
                                         layout=layout))
-    found = analyze([fake], {}, "crash-bitmap")
+    found = dump_findings([fake], {}, "crash-bitmap")
     assert kinds(found) == {(MASQUERADE_KIND, 612)}
     assert "the kernel predates VBS" in found[0].message
 
@@ -265,7 +265,7 @@ def rederive(proc):
 
 
 def test_genuine_trustlet_path_is_support_and_identity_inferred():
-    found = analyze([rederive(p) for p in with_paths()], {}, "crash-bitmap")
+    found = dump_findings([rederive(p) for p in with_paths()], {}, "crash-bitmap")
     trustlet = next(f for f in found if (f.kind, f.pid) == (TRUSTLET, 712))
     assert ("trustlet identity 1 (LsaIso) inferred from its image path (this build's EPROCESS "
             "does not store TrustletIdentity)") in trustlet.message
@@ -278,7 +278,7 @@ def test_masquerade_says_where_its_binary_lives():
     procs = [rederive(p) for p in with_paths()]
     procs.append(process("LsaIso.exe", 6240, ppid=4420,
                          image_path="\\Device\\HarddiskVolume3\\Users\\Public\\LsaIso.exe"))
-    masquerade = analyze(procs, {}, "raw")[0]
+    masquerade = dump_findings(procs, {}, "raw")[0]
     assert masquerade.kind == MASQUERADE_KIND
     assert "Its image is \\Device\\HarddiskVolume3\\Users\\Public\\LsaIso.exe." \
         in masquerade.message
@@ -296,7 +296,7 @@ def test_secure_image_outside_system32_is_high(path, why):
 
     procs = [rederive(p) for p in with_paths()]
     procs.append(process("FsIso.exe", 6532, secure_state=0x7001, image_path=path))
-    found = analyze(procs, {}, "raw")
+    found = dump_findings(procs, {}, "raw")
     assert (found[0].kind, found[0].pid, found[0].severity) == \
         (SECURE_IMAGE_OUTSIDE_SYSTEM32, 6532, HIGH)
     assert why in found[0].message
@@ -312,7 +312,7 @@ def test_secure_system_and_unreadable_paths_are_not_outside_system32():
 
     procs = [rederive(p) for p in with_paths()]
     procs.append(process("BioIso.exe", 3892, secure_state=0x1001, unreadable=("image_path",)))
-    assert SECURE_IMAGE_OUTSIDE_SYSTEM32 not in {f.kind for f in analyze(procs, {}, "raw")}
+    assert SECURE_IMAGE_OUTSIDE_SYSTEM32 not in {f.kind for f in dump_findings(procs, {}, "raw")}
 
 
 def test_exited_processes_are_called_out():
@@ -323,7 +323,7 @@ def test_exited_processes_are_called_out():
                       create_time=BOOT + 3000 * SECOND, exit_time=BOOT + 3550 * SECOND),
               process("WerFault.exe", 6012, image_path=SYSTEM32 + "WerFault.exe",
                       create_time=BOOT + 3100 * SECOND, exit_time=BOOT + 5000 * SECOND)]
-    found = analyze(procs, {}, "raw")
+    found = dump_findings(procs, {}, "raw")
     assert {(f.kind, f.pid, f.severity) for f in found
             if f.kind in (SECURE_PROCESS_EXITED, EXITED_PROCESS)} == \
         {(SECURE_PROCESS_EXITED, 6420, MEDIUM), (EXITED_PROCESS, 6012, LOW)}
@@ -339,7 +339,7 @@ def test_an_exited_lsaiso_is_not_credential_guard_at_work():
     procs = [rederive(p) for p in with_paths()]
     procs[2] = derive_process(dataclasses.replace(procs[2].fields,
                                                   exit_time=BOOT + 4000 * SECOND))
-    found = analyze(procs, {}, "raw")
+    found = dump_findings(procs, {}, "raw")
     assert CREDENTIAL_GUARD not in {f.kind for f in found}
     exited = next(f for f in found if f.kind == SECURE_PROCESS_EXITED)
     assert "Credential Guard is not isolating credentials since then" in exited.message
@@ -350,7 +350,7 @@ def test_unlinked_process_says_what_its_exit_time_means():
                      create_time=BOOT, exit_time=0)
     freed = process("old.exe", 5000, linked=False, create_time=BOOT,
                     exit_time=BOOT + 100 * SECOND)
-    found = {f.pid: f.message for f in analyze([hidden, freed], {}, "raw")
+    found = {f.pid: f.message for f in dump_findings([hidden, freed], {}, "raw")
              if f.kind == UNLINKED_PROCESS}
     assert "It has no ExitTime: a process that never exited is missing from the list" \
         in found[3892]
@@ -365,7 +365,7 @@ def test_trustlet_identity_that_disagrees_with_its_image():
     odd = derive_process(ProcessFields(offset=0x1000, pid=712, ppid=572, name="LsaIso.exe",
                                        secure_pid=0x1234, trustlet_identity=4,
                                        image_path=SYSTEM32 + "LsaIso.exe", layout=layout))
-    found = analyze([odd], {}, "raw")
+    found = dump_findings([odd], {}, "raw")
     mismatch = [f for f in found if f.kind == TRUSTLET_IDENTITY_MISMATCH]
     assert [(f.pid, f.severity) for f in mismatch] == [(712, MEDIUM)]
     assert "TrustletIdentity 4" in mismatch[0].message and "identity 1" in mismatch[0].message

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 import volatility3
 from iumdump.errors import DumpFormatError, TruncatedDumpError
 from iumdump.structs.crashdump import (
-    DUMP_HEADER32, DUMP_HEADER32_SIZE, DUMP_HEADER64, DUMP_HEADER64_SIZE, DUMP_TYPE_BITMAP,
-    DUMP_TYPE_LIVE_KERNEL, DUMP_TYPE_NAMES, EXCEPTION_RECORD64, MAX_PHYSICAL_MEMORY_RUNS,
+    DUMP_HEADER32, DUMP_HEADER32_SIZE, DUMP_HEADER64, DUMP_HEADER64_SIZE, DUMP_TYPE_NAMES,
+    EXCEPTION_RECORD64, MAX_PHYSICAL_MEMORY_RUNS,
     MAX_PHYSICAL_MEMORY_RUNS32, PHYSICAL_MEMORY_RUN64, SUMMARY_DUMP, SUMMARY_DUMP_FIXED_SIZE,
-    DumpHeader64, ExceptionRecord64, PhysicalMemoryRun, SummaryDump, bitmap_bytes,
+    DumpHeader64, DumpType, ExceptionRecord64, PhysicalMemoryRun, SummaryDump, bitmap_bytes,
     build_dump_header, build_summary_dump, parse_dump_header, parse_dump_header32,
     parse_summary_dump,
 )
@@ -251,7 +251,7 @@ def test_x86_header_offsets_match_volatility_crash_json():
 def test_dump_type_names_cover_the_cited_types():
     """kdmp-parser-rs DumpType (1, 5, 6, 8, 9, 10) and rizin DMP_DUMPTYPE_* (1-7)."""
     assert set(DUMP_TYPE_NAMES) == set(range(1, 11))
-    assert DUMP_TYPE_LIVE_KERNEL == 6 and DUMP_TYPE_BITMAP == 5
+    assert DumpType.LIVE_KERNEL == 6 and DumpType.BITMAP == 5
 
 
 def _volatility_fields(table: str, struct: str) -> dict[str, int]:

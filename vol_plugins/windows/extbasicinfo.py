@@ -5,8 +5,8 @@ Columns (DESIGN §5): PID, ImageFileName, ExitStatus, PebBaseAddress, AffinityMa
 UniqueProcessId, InheritedFromUniqueProcessId, then one column per flag of
 PROCESS_EXTENDED_BASIC_INFORMATION (IsProtectedProcess … IsTrustedApp), Flags, Bytes.
 
-- ExitStatus ``_EPROCESS.ExitStatus`` (NTSTATUS, shown unsigned: STATUS_PENDING while the process runs),
-  PebBaseAddress ``Peb``, AffinityMask the group-0 word of ``Pcb.Affinity`` (``_KAFFINITY_EX``),
+- ExitStatus ``_EPROCESS.ExitStatus`` (NTSTATUS, shown unsigned: STATUS_PENDING while the process
+  runs), PebBaseAddress ``Peb``, AffinityMask the group-0 word of ``Pcb.Affinity`` (``_KAFFINITY_EX``),
   BasePriority ``Pcb.BasePriority``, UniqueProcessId, InheritedFromUniqueProcessId.
 - A flag is True/False where the build's symbols carry its field (DESIGN §4). Otherwise it is
   unknown, never False: NotAvailableValue where the build lacks the field or no EPROCESS field
@@ -25,22 +25,17 @@ from typing import List
 from volatility3.framework import interfaces, renderers
 from volatility3.framework.renderers import format_hints
 
-from iumdump.analysis import reader, volatility_env
-from iumdump.analysis.derive import derive_process, extended_basic_information
+from iumdump.analysis import processes, volatility_env
+from iumdump.analysis.derive import BASIC_INFO, derive_process, extended_basic_information
+from iumdump.analysis.plugin_support import absent_value, check_dump
 from iumdump.structs.process_info import FLAG_NAMES
 
 vollog = logging.getLogger(__name__)
 volatility_env.protect_symbol_directories()  # before vol's automagic: see volatility_env
 
-# (column, ProcessFields attribute, type) for the PROCESS_BASIC_INFORMATION part
-_BASIC_COLUMNS = (
-    ("ExitStatus", "exit_status", format_hints.Hex),
-    ("PebBaseAddress", "peb", format_hints.Hex),
-    ("AffinityMask", "affinity", format_hints.Hex),
-    ("BasePriority", "base_priority", int),
-    ("UniqueProcessId", "pid", int),
-    ("InheritedFromUniqueProcessId", "ppid", int),
-)
+
+def _column_type(member) -> type:
+    return format_hints.Hex if member.hexadecimal else int
 
 
 class ExtBasicInfo(interfaces.plugins.PluginInterface):
@@ -54,7 +49,7 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
-        return reader.process_selection_requirements(
+        return processes.process_selection_requirements(
             architectures=["Intel32", "Intel64"],
             pid_description="Process IDs to include (all other processes are excluded)",
             scan_description="Also list processes found only by pool scanning",
@@ -64,18 +59,18 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
     def basic_values(cls, fields) -> list:
         """The PROCESS_BASIC_INFORMATION cells of one process, unknowns as absent values."""
         cells = []
-        for _column, attribute, kind in _BASIC_COLUMNS:
-            value = getattr(fields, attribute)
+        for member in BASIC_INFO:
+            value = getattr(fields, member.attribute)
             if value is None:
-                cells.append(reader.absent_value(fields.reason(attribute)))
-            elif attribute == "exit_status":
+                cells.append(absent_value(fields.reason(member.attribute)))
+            elif member.attribute == "exit_status":
                 cells.append(format_hints.Hex(value % (1 << 32)))  # NTSTATUS bit pattern
             else:
-                cells.append(kind(value))
+                cells.append(_column_type(member)(value))
         return cells
 
     def _generator(self):
-        for fields in reader.read_processes(
+        for fields in processes.read_processes(
             self.context,
             self.config["kernel"],
             scan=self.config.get("scan", False),
@@ -86,15 +81,13 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
             for problem in fields.problems:
                 vollog.warning(f"Process at {fields.offset:#x}: {problem}")
             flags = [
-                state.value if state.value is not None else reader.absent_value(state.reason)
+                state.value if state.value is not None else absent_value(state.reason)
                 for state in process.flags
             ]
             info = extended_basic_information(process, "x64")
             data = info.to_bytes().hex() if info is not None else renderers.UnreadableValue()
-            name = fields.name if fields.name is not None else reader.absent_value(
-                fields.reason("name"))
-            pid = fields.pid if fields.pid is not None else reader.absent_value(
-                fields.reason("pid"))
+            name = fields.name if fields.name is not None else absent_value(fields.reason("name"))
+            pid = fields.pid if fields.pid is not None else absent_value(fields.reason("pid"))
             yield (
                 0,
                 (pid, name, *self.basic_values(fields), *flags,
@@ -102,12 +95,12 @@ class ExtBasicInfo(interfaces.plugins.PluginInterface):
             )
 
     def run(self) -> renderers.TreeGrid:
-        reader.check_dump(self.context, self.config["kernel"])
+        check_dump(self.context, self.config["kernel"])
         return renderers.TreeGrid(
             [
                 ("PID", int),
                 ("ImageFileName", str),
-                *((column, kind) for column, _attribute, kind in _BASIC_COLUMNS),
+                *((member.name, _column_type(member)) for member in BASIC_INFO),
                 *((name, bool) for name in FLAG_NAMES),
                 ("Flags", format_hints.Hex),
                 ("Bytes", str),

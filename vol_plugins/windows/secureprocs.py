@@ -23,7 +23,7 @@ As a TimeLinerInterface, Volatility's ``timeliner`` gets the creation (Created) 
 pool-scanned ones included, with the verdict, trustlet identity and image path in the
 description.
 
-Every field is read by name from the kernel's symbol table (iumdump.analysis.reader); a value
+Every field is read by name from the kernel's symbol table (iumdump.analysis.eprocess); a value
 the build cannot give (no such field) is NotAvailableValue, one whose memory cannot be read is
 UnreadableValue (both print ``-``; TrustletId prints N/A, NotApplicableValue, on builds without
 TrustletIdentity); the row is still produced. ``--scan`` adds processes the pool scanner finds
@@ -45,7 +45,7 @@ from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 from volatility3.plugins import timeliner
 
-from iumdump.analysis import reader, volatility_env
+from iumdump.analysis import processes, volatility_env
 from iumdump.analysis.derive import (
     ENCLAVE_HOST,
     INFERRED,
@@ -54,6 +54,7 @@ from iumdump.analysis.derive import (
     DerivedProcess,
     derive_process,
 )
+from iumdump.analysis.plugin_support import absent_value, check_dump
 
 vollog = logging.getLogger(__name__)
 volatility_env.protect_symbol_directories()  # before vol's automagic: see volatility_env
@@ -75,7 +76,7 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
-        return reader.process_selection_requirements(
+        return processes.process_selection_requirements(
             architectures=["Intel32", "Intel64"],
             pid_description="Process IDs to include (all other processes are excluded)",
             scan_description="Also list processes found only by pool scanning (Linked False)",
@@ -95,7 +96,7 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
         progress_callback=None,
     ) -> Iterator[DerivedProcess]:
         """Every process (active list, then with ``scan`` the unlinked ones) with its derivation."""
-        for fields in reader.read_processes(
+        for fields in processes.read_processes(
             context, kernel_module_name, scan=scan, pids=pids, progress_callback=progress_callback
         ):
             yield derive_process(fields)
@@ -103,7 +104,7 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
     @staticmethod
     def _value(value, reason, wrap=None):
         if value is None:
-            return reader.absent_value(reason)
+            return absent_value(reason)
         return wrap(value) if wrap else value
 
     def _generator(self):
@@ -120,7 +121,7 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
             else:
                 trustlet_id = self._value(process.trustlet_id, fields.reason("trustlet_identity"))
             if process.verdict is None:
-                verdict = reader.absent_value(process.secure.reason)
+                verdict = absent_value(process.secure.reason)
             else:
                 verdict = process.verdict
             if fields.partial:
@@ -182,7 +183,7 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
                 yield description, timeliner.TimeLinerType.MODIFIED, process.exit_time
 
     def run(self) -> renderers.TreeGrid:
-        reader.check_dump(self.context, self.config["kernel"])
+        check_dump(self.context, self.config["kernel"])
         return renderers.TreeGrid(
             [
                 ("PID", int),

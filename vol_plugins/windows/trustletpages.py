@@ -34,17 +34,17 @@ are read only to tell zero from content: no page content is printed, logged or w
 from __future__ import annotations
 
 import logging
-from typing import Iterator, List, Tuple
+from typing import Iterator, List
 
 from volatility3.framework import interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 from volatility3.plugins.windows import vadinfo
 
-from iumdump.analysis import pages as page_accounting
-from iumdump.analysis import reader, volatility_env
-from iumdump.analysis.derive import ControlGroup, ProcessPages, believed_secure, derive_process
+from iumdump.analysis import processes, secure_pages, volatility_env
+from iumdump.analysis.derive import ControlGroup, ProcessPages
 from iumdump.analysis.findings import control_basis
+from iumdump.analysis.plugin_support import check_dump
 
 vollog = logging.getLogger(__name__)
 volatility_env.protect_symbol_directories()  # before vol's automagic: see volatility_env
@@ -65,7 +65,7 @@ class TrustletPages(interfaces.plugins.PluginInterface):
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
-        return reader.process_selection_requirements(
+        return processes.process_selection_requirements(
             architectures=["Intel64"],
             pid_description="Process IDs to walk instead of the secure processes",
             scan_description="Also walk processes found only by pool scanning (unlinked)",
@@ -87,37 +87,19 @@ class TrustletPages(interfaces.plugins.PluginInterface):
     ) -> Iterator[ProcessPages]:
         """Page accounting of the secure processes, or of the processes ``pids`` names; with
         ``scan`` also of those only the pool scanner finds. Each is judged against the control
-        group (:func:`control_group`) unless ``control`` is False."""
-        read = reader.ProcessReader(context, kernel_module_name)
-        chosen: List[Tuple[interfaces.objects.ObjectInterface, object]] = []
-        for proc, _linked in reader.iter_processes(context, kernel_module_name, scan=scan,
-                                                   pids=pids):
-            fields = read(proc)
-            process = derive_process(fields)
-            if pids or believed_secure(process):
-                chosen.append((proc, fields))
-            elif process.secure.secure:
-                vollog.warning(
-                    f"PID {fields.pid} at {fields.offset:#x} not walked: "
-                    f"{'; '.join(fields.problems + process.doubts)} (--pid walks it anyway)"
-                )
-        shared = page_accounting.shared_user_data_page(context, kernel_module_name)
-        judged_by = None
-        if control and chosen:
-            judged_by = cls.control_group(context, kernel_module_name, shared=shared)
-
-        def stage(index: int, name: str):
-            """This process's share of the plugin's progress."""
-            if progress_callback is None:
-                return None
-            return lambda percent, text: progress_callback(
-                (index + percent / 100) * 100 / len(chosen), f"{text} ({name})")
-
-        for index, (proc, fields) in enumerate(chosen):
-            yield page_accounting.process_pages(
-                context, kernel_module_name, proc, pid=fields.pid, name=fields.name,
-                shared=shared, progress_callback=stage(index, fields.name),
-            ).judged(judged_by)
+        group (:func:`control_group`) unless ``control`` is False. The choice, the control group
+        and the walk are ``iumdump analyze``'s (iumdump.analysis.secure_pages)."""
+        listed = list(processes.derived_processes(context, kernel_module_name, scan=scan,
+                                                  pids=pids))
+        secure = secure_pages.account_secure_processes(context, kernel_module_name, listed,
+                                                       pids=pids, control=control)
+        for process in secure.passed_over:
+            vollog.warning(
+                f"PID {process.pid} at {process.offset:#x} not walked: "
+                f"{'; '.join(process.fields.problems + process.doubts)} (--pid walks it anyway)"
+            )
+        for _process, pages in secure.walk(progress_callback=progress_callback):
+            yield pages
 
     @classmethod
     def control_group(
@@ -127,13 +109,9 @@ class TrustletPages(interfaces.plugins.PluginInterface):
         shared=None,
     ) -> ControlGroup:
         """The page accounting of the dump's normal processes (the active list's), summed."""
-        read = reader.ProcessReader(context, kernel_module_name)
-        candidates = (
-            (proc, derive_process(read(proc)))
-            for proc, _linked in reader.iter_processes(context, kernel_module_name)
-        )
-        return page_accounting.control_group(
-            context, kernel_module_name, candidates, shared=shared
+        return secure_pages.control_group(
+            context, kernel_module_name,
+            processes.derived_processes(context, kernel_module_name), shared=shared
         )
 
     def _generator(self):
@@ -182,7 +160,7 @@ class TrustletPages(interfaces.plugins.PluginInterface):
                 )
 
     def run(self) -> renderers.TreeGrid:
-        reader.check_dump(self.context, self.config["kernel"])
+        check_dump(self.context, self.config["kernel"])
         return renderers.TreeGrid(
             [
                 ("PID", int),
