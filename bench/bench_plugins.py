@@ -114,8 +114,9 @@ def synthesize(scenario: str, workdir: Path, fmt: str) -> tuple[Path, Path, Path
     return dump, out / "symbols", out / "truth.json"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_dump_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dump a benchmark runs on: ``--dump`` and ``--symbols`` (``--truth``), or ``--synth``
+    a scenario into ``--workdir`` (as ``--format``)."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dump", type=Path)
     source.add_argument("--synth", metavar="SCENARIO")
@@ -123,16 +124,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth", type=Path)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/iumdump-bench"))
     parser.add_argument("--format", default="crash-bitmap")
-    parser.add_argument("--pid", type=int, help="trustlet to walk (default: the largest)")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
 
+
+def resolve_dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill ``args.dump``, ``args.symbols`` and ``args.truth``, synthesizing first with
+    ``--synth``."""
     if args.synth:
         args.workdir.mkdir(parents=True, exist_ok=True)
         args.dump, args.symbols, args.truth = synthesize(args.synth, args.workdir, args.format)
     elif args.symbols is None:
         parser.error("--symbols is required with --dump")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dump_arguments(parser)
+    parser.add_argument("--pid", type=int, help="trustlet to walk (default: the largest)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    resolve_dump(parser, args)
 
     pid, pages = ((args.pid, None) if args.pid else
                   largest_trustlet(args.truth, args.dump, args.symbols))

@@ -21,22 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench_plugins import add_dump_arguments, resolve_dump  # the same dumps as bench_plugins
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # volatility_harness
-
-
-def synthesize(scenario: str, workdir: Path, fmt: str) -> tuple[Path, Path]:
-    out = workdir / f"{scenario}-{fmt}"
-    if not (out / "truth.json").exists():
-        subprocess.run([str(Path(sys.executable).with_name("iumdump")), "synth", "--scenario",
-                        scenario, "--format", fmt, "-o", str(out)], check=True)
-    dump = next(p for p in out.iterdir() if p.name.startswith("memory."))
-    return dump, out / "symbols"
 
 
 def per_process(read, processes: list, repeat: int) -> list[float]:
@@ -52,20 +44,11 @@ def per_process(read, processes: list, repeat: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dump", type=Path)
-    source.add_argument("--synth", metavar="SCENARIO")
-    parser.add_argument("--symbols", type=Path)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/iumdump-bench"))
-    parser.add_argument("--format", default="crash-bitmap")
+    add_dump_arguments(parser)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    if args.synth:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        args.dump, args.symbols = synthesize(args.synth, args.workdir, args.format)
-    elif args.symbols is None:
-        parser.error("--symbols is required with --dump")
+    resolve_dump(parser, args)
 
     from volatility_harness import open_dump
 
