@@ -83,7 +83,7 @@ class KernelInfo:
 
 
 @dataclass
-class KernelContext:
+class OpenedKernel:
     """One Volatility context with the kernel found; every check runs against it."""
 
     context: object
@@ -99,7 +99,7 @@ _BASE_CONFIG_PATH = "plugins"
 
 
 def open_kernel(dump: DumpFile, *, offline: bool, progress_callback: ProgressCallback = None
-                ) -> KernelContext:
+                ) -> OpenedKernel:
     """Stack layers over ``dump`` and find its Windows kernel in one automagic pass. Must run
     inside :func:`volatility_settings`. Raises one-line errors for what Volatility cannot do."""
     configurable = psscan.PsScan
@@ -114,7 +114,7 @@ def open_kernel(dump: DumpFile, *, offline: bool, progress_callback: ProgressCal
     if configurable.unsatisfied(context, config_path):
         raise _explain_unsatisfied(context, kernel_path, dump, offline, errors)
     kernel_module_name = context.config[kernel_path]
-    return KernelContext(context, kernel_module_name, kernel_info(context, kernel_module_name,
+    return OpenedKernel(context, kernel_module_name, kernel_info(context, kernel_module_name,
                                                                   dump), dump)
 
 
@@ -254,7 +254,7 @@ class Collected:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def collect(kernel: KernelContext, *, quiet: bool = False) -> Collected:
+def collect(kernel: OpenedKernel, *, quiet: bool = False) -> Collected:
     """List (active list + one pool scan), derive, and walk the secure processes' pages."""
     context, module = kernel.context, kernel.kernel_module_name
     result = Collected()

@@ -95,7 +95,7 @@ def ordered_by_severity(records: Iterable[Mapping[str, Any]]) -> list[Mapping[st
     return sorted(records, key=severity_key)
 
 
-def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def fleet_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts per status, per kernel build, per verdict and per highest severity; the machines
     without Credential Guard; totals of secure, masquerading and unlinked secure processes."""
     known = [r for r in records if r["status"] in (ANALYSED, RESUMED)]
@@ -150,6 +150,6 @@ def build_fleet(records: Sequence[Mapping[str, Any]], *, started: float, finishe
             "duration_seconds": round(finished - started, 3), "interrupted": interrupted,
             "cluster": dict(cluster), "options": dict(options), "notes": list(notes),
         },
-        "summary": summarize(records),
+        "summary": fleet_summary(records),
         "dumps": [dict(record) for record in records],
     }

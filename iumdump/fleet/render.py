@@ -15,10 +15,10 @@ import csv
 import functools
 import io
 import json
-from importlib import resources
 from typing import Any, Mapping
 
 from ..report import html as report_html
+from ..report import jsonreport as report_json
 from ..report.templating import html_environment
 from ..report.text import visible
 from .model import ordered_by_severity
@@ -38,10 +38,9 @@ def render_json(fleet: Mapping[str, Any]) -> str:
     return json.dumps(fleet, indent=2, ensure_ascii=True) + "\n"
 
 
-def schema() -> dict[str, Any]:
+def fleet_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) that every fleet.json satisfies."""
-    text = resources.files("iumdump").joinpath("data", SCHEMA_RESOURCE).read_text("utf-8")
-    return json.loads(text)
+    return report_json.schema(SCHEMA_RESOURCE)
 
 
 def report_link(record: Mapping[str, Any]) -> str | None:

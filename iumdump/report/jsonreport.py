@@ -20,7 +20,8 @@ def render(report: Report) -> str:
     return json.dumps(report.as_dict(), indent=2, ensure_ascii=True) + "\n"
 
 
-def schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) that every report.json satisfies."""
-    text = resources.files("iumdump").joinpath("data", SCHEMA_RESOURCE).read_text("utf-8")
+def schema(resource: str = SCHEMA_RESOURCE) -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of iumdump/data: by default the one every report.json
+    satisfies."""
+    text = resources.files("iumdump").joinpath("data", resource).read_text("utf-8")
     return json.loads(text)

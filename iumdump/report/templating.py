@@ -43,7 +43,7 @@ def flag_sources(process: Mapping[str, Any]) -> str:
                      for name, source in process.get("flag_sources", {}).items())
 
 
-def partial_reasons(entry: Mapping[str, Any]) -> list[str]:
+def page_problems(entry: Mapping[str, Any]) -> list[str]:
     """Why a process's page accounting is partial: its own problems, then its regions', once
     each in order."""
     return list(dict.fromkeys(entry.get("problems", []) + [
@@ -70,7 +70,7 @@ _GLOBALS = {
     "flag_lists": flag_lists,
     "flag_sources": flag_sources,
     "pages_sentence": pages_sentence,
-    "partial_reasons": partial_reasons,
+    "page_problems": page_problems,
     "severities": tuple(reversed(SEVERITIES)),  # most severe first
     "severity_notes": SEVERITY_NOTES,
 }

@@ -50,7 +50,7 @@ def comparable(report: dict) -> dict:
 
 
 def validate(fleet: dict) -> None:
-    jsonschema.Draft202012Validator(render.schema()).validate(fleet)
+    jsonschema.Draft202012Validator(render.fleet_schema()).validate(fleet)
 
 
 def test_exit_status_and_terminal(first_run):
@@ -68,7 +68,7 @@ def test_exit_status_and_terminal(first_run):
 
 def test_fleet_json_follows_its_schema(first_run):
     _, out, _ = first_run
-    jsonschema.Draft202012Validator.check_schema(render.schema())
+    jsonschema.Draft202012Validator.check_schema(render.fleet_schema())
     validate(load(out))
 
 

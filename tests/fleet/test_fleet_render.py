@@ -54,7 +54,7 @@ def test_summary_counts_and_severity_order(reports):
                record("bad", None, error="is empty (0 bytes), not a memory dump"),
                record("srv03", reports["adversarial"])]
     fleet = fleet_of(records)
-    jsonschema.Draft202012Validator(render.schema()).validate(fleet)
+    jsonschema.Draft202012Validator(render.fleet_schema()).validate(fleet)
     summary = fleet["summary"]
     assert summary["statuses"] == {"analysed": 3, "resumed": 0, "failed": 1, "interrupted": 0}
     assert (summary["machines"], summary["vbs"], summary["credential_guard"]) == (3, 2, 2)
