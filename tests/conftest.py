@@ -97,9 +97,11 @@ def synth_dump(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def volatility(tmp_path_factory) -> VolatilityHarness:
+def volatility(tmp_path_factory):
     logging.getLogger("volatility3").setLevel(logging.ERROR)
-    return VolatilityHarness(tmp_path_factory.mktemp("volatility"))
+    harness = VolatilityHarness(tmp_path_factory.mktemp("volatility"))
+    yield harness
+    harness.close()  # at once, rather than object by object as the interpreter exits
 
 
 @pytest.fixture(scope="session")

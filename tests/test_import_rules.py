@@ -14,6 +14,7 @@ imported, so a rule holds for imports inside functions too).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> set[str]:
+@functools.cache
+def imported_modules(path: Path) -> frozenset[str]:
     """Every module ``path`` imports, relative imports resolved (``from . import x`` counts as
     importing the package and ``package.x``)."""
     name = module_name(path)
@@ -44,7 +46,7 @@ def imported_modules(path: Path) -> set[str]:
                 origin = node.module or ""
             found.add(origin)
             found.update(f"{origin}.{alias.name}" for alias in node.names)
-    return found
+    return frozenset(found)
 
 
 def modules(*under: str) -> list[Path]:
@@ -80,6 +82,7 @@ def test_the_library_never_imports_the_commands():
     assert violations(paths, ("iumdump.commands",)) == []
 
 
+@functools.cache
 def import_graph(package: str) -> dict[str, set[str]]:
     """Module → the modules of ``package`` it imports (a name imported from a module counts as
     that module; the package's ``__init__`` is a module of its own)."""

@@ -5,7 +5,9 @@ plugin runs on it (Volatility's own and iumdump's) without automagic.
 - :func:`load_plugins`: Volatility's plugins and iumdump's, by registered name.
 - :class:`OpenDump`: one dump's context and kernel; :meth:`OpenDump.rows` runs a plugin.
 - :class:`VolatilityHarness` (the ``volatility`` fixture): an :class:`OpenDump` per synthesized
-  dump, offline, with a private identifier cache and one symbols directory per symbol table.
+  dump, offline, with a private identifier cache and one symbols directory per symbol table; the
+  pool scan of each of its dumps runs once (:func:`scan_once`), and each symbol table's file is
+  parsed once for every context that loads it (:func:`share_symbol_tables`).
 - :func:`open_dump`: a dump opened as ``iumdump analyze`` opens it (checked, its settings), for
   the benchmarks.
 
@@ -155,9 +157,110 @@ def find_kernel(context, location: str, progress_callback=None) -> str:
     return context.config[interfaces.configuration.path_join(path, "kernel")]
 
 
+# Contexts whose pool scans are kept (id → {kernel module: (objects, the error that ended it)}).
+_SCANS: dict[int, dict[str, tuple[list, Exception | None]]] = {}
+
+
+def scan_once(context) -> None:
+    """Make Volatility's process pool scan (``PsScan.scan_processes``, which windows.psscan and
+    iumdump's ``--scan`` both call) run once on ``context`` and hand later callers the same
+    objects, filtered by each caller's ``filter_func``, and the same exception where the scan
+    ended in one. The dumps are read-only, so a second scan of one context can only find what
+    the first found; the tests run several plugins with ``--scan`` on every dump, and a scan is
+    most of each run. Other contexts (``iumdump analyze``'s, the benchmarks') scan as ever."""
+    from volatility3.plugins.windows import psscan
+
+    if not getattr(psscan.PsScan.scan_processes, "iumdump_scan_once", False):
+        scan = psscan.PsScan.scan_processes.__func__
+
+        def scan_processes(cls, context, kernel_module_name, filter_func=lambda _: False):
+            kept = _SCANS.get(id(context))
+            if kept is None:
+                yield from scan(cls, context, kernel_module_name, filter_func)
+                return
+            if kernel_module_name not in kept:
+                found: list = []
+                try:
+                    found.extend(scan(cls, context, kernel_module_name))
+                    kept[kernel_module_name] = (found, None)
+                except Exception as excp:  # noqa: BLE001 - handed on to every caller
+                    kept[kernel_module_name] = (found, excp)
+            found, error = kept[kernel_module_name]
+            for proc in found:
+                if not filter_func(proc):
+                    yield proc
+            if error is not None:
+                raise error
+
+        scan_processes.iumdump_scan_once = True
+        psscan.PsScan.scan_processes = classmethod(scan_processes)
+    _SCANS.setdefault(id(context), {})
+
+
+_PARSED_TABLES: dict[bytes, dict] = {}  # sha256 of an ISF file → its parsed JSON
+
+
+class _ParsedOnce:
+    """Stands in for the ``json`` module while Volatility loads one symbol table: the table's
+    JSON as parsed for an earlier context when the file's bytes are the same."""
+
+    def __init__(self, key: bytes | None) -> None:
+        self._key = key
+
+    def load(self, stream, **options):
+        import json
+
+        if self._key is None:
+            return json.load(stream, **options)
+        if self._key not in _PARSED_TABLES:
+            _PARSED_TABLES[self._key] = json.load(stream, **options)
+        return _PARSED_TABLES[self._key]
+
+    def __getattr__(self, name: str):
+        import json
+
+        return getattr(json, name)
+
+
+def share_symbol_tables() -> None:
+    """Make Volatility parse each symbol table file once per test session, however many contexts
+    load it (one per dump: some 30 load a real kernel's table, megabytes of JSON each, which every
+    context then kept, and freeing them made the end of a run last seconds). Volatility 3 only
+    reads an ISF document (``framework/symbols/intermed.py`` never writes to it), so the contexts
+    can share one parsed copy; the file is still opened, and a file of other bytes is parsed."""
+    import hashlib
+    import urllib.parse
+    import urllib.request
+
+    from volatility3.framework.symbols import intermed
+
+    table = intermed.IntermediateSymbolTable
+    if getattr(table.__init__, "iumdump_parsed_once", False):
+        return
+    load = table.__init__
+
+    def __init__(self, context, config_path, name, isf_url, *args, **kwargs):
+        key = None
+        parsed = urllib.parse.urlparse(isf_url)
+        if parsed.scheme == "file":
+            with contextlib.suppress(OSError):
+                path = urllib.request.url2pathname(parsed.path)
+                key = hashlib.sha256(Path(path).read_bytes()).digest()
+        saved = intermed.json
+        intermed.json = _ParsedOnce(key)
+        try:
+            load(self, context, config_path, name, isf_url, *args, **kwargs)
+        finally:
+            intermed.json = saved
+
+    __init__.iumdump_parsed_once = True
+    table.__init__ = __init__
+
+
 class VolatilityHarness:
     """Volatility 3 in this process for the tests: offline, with its own identifier cache, one
-    :class:`OpenDump` per synthesized dump (kernel found once), plugins by registered name."""
+    :class:`OpenDump` per synthesized dump (kernel found once, pool scanned once), plugins by
+    registered name."""
 
     def __init__(self, root: Path) -> None:
         from volatility3.framework import constants
@@ -170,6 +273,7 @@ class VolatilityHarness:
         constants.OFFLINE = True
         constants.CACHE_PATH = str(cache)
         self.plugins = load_plugins()
+        share_symbol_tables()
         self._dumps: dict[Path, OpenDump] = {}
         self._symbol_dirs: dict[str, Path] = {}
 
@@ -186,12 +290,22 @@ class VolatilityHarness:
             with self._symbol_path():
                 name = find_kernel(context,
                                    requirements.URIRequirement.location_from_file(str(key)))
+            scan_once(context)  # the harness keeps its contexts: their ids stay theirs
             self._dumps[key] = OpenDump(context, name, self.plugins, None, self._symbol_path)
         return self._dumps[key]
 
     def run(self, result, plugin: str, **options: Any) -> VolatilityRun:
         """Volatility's plugin ``plugin`` (its registered name) on the dump of ``result``."""
         return self.dump(result).run(plugin, **options)
+
+    def close(self) -> None:
+        """Let go of every dump's context, and of what Volatility's caches keep of them."""
+        from iumdump.analysis.volatility_env import release_volatility_caches
+
+        for dump in self._dumps.values():
+            _SCANS.pop(id(dump.context), None)
+        self._dumps.clear()
+        release_volatility_caches()
 
     def context(self, result):
         return self.dump(result).context
