@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from markers import SLOW, dump_params
 
 from iumdump import cli
 from iumdump.report import jsonreport
@@ -39,7 +40,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(scope="module", params=CASES, ids=["-".join(case) for case in CASES])
+@pytest.fixture(scope="module", params=dump_params(CASES))
 def analyzed(request, synth_dump, tmp_path_factory):
     """(truth, report dict, output directory, stdout) of one analysis."""
     scenario, fmt, profile = request.param
@@ -214,6 +215,7 @@ def test_summary_on_stdout(synth_dump, tmp_path):
     assert str(tmp_path / "report.html") in stdout
 
 
+@SLOW  # two analyses
 def test_existing_report_needs_force(synth_dump, tmp_path):
     result = synth_dump("credential-guard", "crash-bitmap")
     argv = ["analyze", str(result.dump_path), "-s", str(result.symbols_dir), "-o", str(tmp_path),
@@ -229,6 +231,7 @@ def test_existing_report_needs_force(synth_dump, tmp_path):
     assert os.listdir(tmp_path) == ["report.md"]
 
 
+@SLOW
 def test_format_subset_and_default_output(synth_dump, tmp_path, monkeypatch):
     result = synth_dump("credential-guard", "crash-bitmap")
     monkeypatch.chdir(tmp_path)
@@ -247,6 +250,7 @@ def test_unknown_format_is_a_usage_error(synth_dump, capsys):
     assert "unknown report format 'pdf'" in capsys.readouterr().err
 
 
+@SLOW
 def test_dump_is_only_ever_opened_read_only(synth_dump, tmp_path, monkeypatch):
     """Evidence handling: every open of the dump, by iumdump or Volatility, is read-only."""
     result = synth_dump("adversarial", "crash-bitmap")
@@ -277,6 +281,7 @@ def test_dump_is_only_ever_opened_read_only(synth_dump, tmp_path, monkeypatch):
     assert hashlib.sha256(Path(dump).read_bytes()).hexdigest() == before
 
 
+@SLOW
 @pytest.mark.parametrize("signature", [b"SDMP", b"FDMP"])
 def test_bitmap_dumps_with_either_summary_signature_are_analysed(signature, synth_dump,
                                                                  tmp_path):

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+from markers import SLOW
+
 from iumdump.commands import plugins
 
 
@@ -41,6 +43,7 @@ def test_demo_in_an_empty_directory(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@SLOW  # two demos
 def test_demo_refuses_a_used_directory_without_force(tmp_path):
     out = tmp_path / "iumdump-demo"
     out.mkdir()

@@ -29,11 +29,14 @@ from pathlib import Path
 
 import pytest
 from hostile import ADDRESS_MASK, TIME_LIMIT, deadline, fingerprint, table_copy
+from markers import SLOW
 
 from iumdump.analysis import processes
 from iumdump.analysis.derive import PARTIAL_SUFFIX
 from iumdump.analysis.plugin_support import DumpFileTruncated
 from iumdump.commands.plugins import plugin_directory
+
+pytestmark = SLOW  # `vol` and `iumdump analyze` run as commands on each damaged dump
 
 VOL = Path(sys.executable).with_name("vol")
 KUSER_SHARED_DATA_USER = 0x7FFE0000  # its user-space alias, mapped in every process (DESIGN §4)

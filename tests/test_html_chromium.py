@@ -12,9 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from markers import SLOW
 
 from iumdump.commands import analyze as analyze_command
 from iumdump.report import html
+
+pytestmark = SLOW  # Chromium renders and screenshots the reports
 
 CHROMIUM = next((found for name in ("chromium", "chromium-browser", "google-chrome")
                  if (found := shutil.which(name))), None)

@@ -17,8 +17,11 @@ import lzma
 from pathlib import Path
 
 import pytest
+from markers import SLOW
 
 from iumdump import cli
+
+pytestmark = SLOW  # a machine without VBS synthesized and analysed
 
 REAL_19041 = (Path(__file__).resolve().parents[2] / "shared" / "isf"
               / "606FF669409B00F7FC8C61A9C1670129-1.json.xz")

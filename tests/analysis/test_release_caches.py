@@ -6,10 +6,13 @@ from __future__ import annotations
 import gc
 import weakref
 
+from markers import SLOW
+
 from iumdump.analysis import engine, volatility_env
 from iumdump.commands.analyze import analyze
 
 
+@SLOW  # two analyses and a collection of every object
 def test_no_context_survives_its_analysis(synth_dump, monkeypatch):
     """Regression: Volatility memoises methods such as ``MMVAD_SHORT.get_tag`` in unbounded
     class-level caches keyed by the object, and every object holds its context (layers and the

@@ -19,11 +19,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 from fleet_fixtures import FLEET_TIMEOUT, fleet_env, run_fleet
+from markers import SLOW
 from test_html_chromium import CHROMIUM, rgb, screenshot_colours
 
 from iumdump.commands.analyze import analyze
 from iumdump.errors import Error
 from iumdump.fleet import render
+
+pytestmark = SLOW  # a local Dask cluster per run
 
 # What differs between two analyses of the same dump: when they ran and how long each step took.
 RUN_DEPENDENT = ("started", "finished", "duration_seconds", "timings")

@@ -9,10 +9,13 @@ import json
 
 import jsonschema
 import pytest
+from markers import SLOW
 
 from iumdump.commands.analyze import analyze
 from iumdump.fleet import model, render
 from iumdump.fleet.inputs import FleetDump
+
+pytestmark = SLOW  # dumps analysed for the fleet reports
 
 HOSTILE_NAME = "<img src=x>\u202eexe.ssasl"
 HOSTILE_PATH = "/evidence/=HYPERLINK(\"x\")/<b>memory</b>.dmp"

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 from fleet_fixtures import fleet_env, run_fleet
+from markers import SLOW
 
 from iumdump.commands.analyze import analyze
+
+pytestmark = SLOW  # a Dask scheduler and workers started as commands
 
 START_TIMEOUT = 120
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from markers import dump_params
 from volatility3.framework import renderers
 from volatility3.framework.interfaces.renderers import BaseAbsentValue
 
@@ -29,11 +30,10 @@ else:  # Python 3.10: the same parser, from PyPI
 SCENARIOS = ("credential-guard", "no-vbs", "adversarial")
 PROFILES = ("builtin", "14393", "19041")
 MATRIX = [(s, f, p) for s in SCENARIOS for f in FORMATS for p in PROFILES]
-IDS = [f"{s}-{f}-{p}" for s, f, p in MATRIX]
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "testdata" / "scenarios"
 
 
-@pytest.fixture(params=MATRIX, ids=IDS)
+@pytest.fixture(params=dump_params(MATRIX))
 def dump(request, synth_dump):
     scenario, fmt, profile = request.param
     return synth_dump(scenario, fmt, profile)
@@ -129,8 +129,7 @@ def test_secureprocs_timeline_through_the_api(dump, plugin_session, plugin_class
         assert events[description] == times, process["name"]
 
 
-@pytest.mark.parametrize("dump", [m for m in MATRIX if m[0] == "adversarial"],
-                         ids=[i for m, i in zip(MATRIX, IDS) if m[0] == "adversarial"],
+@pytest.mark.parametrize("dump", dump_params(m for m in MATRIX if m[0] == "adversarial"),
                          indirect=True)
 def test_secureprocs_without_scan_lists_the_active_list(dump, run):
     """Where a process is unlinked, only --scan lists it (elsewhere the rows test ran without)."""

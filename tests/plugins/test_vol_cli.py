@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from markers import SLOW
 
 from iumdump.commands.plugins import plugin_directory
 from volatility_harness import json_value
+
+pytestmark = SLOW  # `vol` run as a command, a few seconds a run
 
 VOL = Path(sys.executable).with_name("vol")
 

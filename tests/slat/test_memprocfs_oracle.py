@@ -24,8 +24,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from markers import SLOW
 
 from iumdump.slat.writers import FORMATS
+
+pytestmark = SLOW  # MemProcFS opens every dump of the matrix, in a child process
 
 PROBE = Path(__file__).resolve().parents[1] / "memprocfs_probe.py"
 SCENARIOS = ("credential-guard", "no-vbs", "adversarial", "fleet-large")

@@ -8,6 +8,7 @@ import lzma
 from pathlib import Path
 
 import pytest
+from markers import SLOW
 
 from iumdump.errors import SymbolError
 from iumdump.isf import SymbolTable
@@ -431,6 +432,7 @@ def _comparable(rows: list[dict]) -> list[dict]:
             if row.get("Variable") != "Symbols"]
 
 
+@SLOW  # each of Volatility's plugins on two dumps, one laid out by a real kernel's table
 @pytest.mark.parametrize("plugin", DIFFERENTIAL_PLUGINS)
 def test_volatility_reads_a_builtin_dump_as_it_reads_a_real_19041_one(plugin, synth_dump,
                                                                      volatility):

@@ -15,17 +15,17 @@ from __future__ import annotations
 import datetime as _dt
 
 import pytest
+from markers import dump_params, quick_only
 
 from iumdump.slat.writers import FORMATS
 
 SCENARIOS = ("credential-guard", "no-vbs", "adversarial")
 PROFILES = ("builtin", "14393", "19041")  # the real ones skip when ../shared/isf lacks them
 MATRIX = [(s, f, p) for s in SCENARIOS for f in FORMATS for p in PROFILES]
-IDS = [f"{s}-{f}-{p}" for s, f, p in MATRIX]
 USER_END = 0x0000_8000_0000_0000
 
 
-@pytest.fixture(params=MATRIX, ids=IDS)
+@pytest.fixture(params=dump_params(MATRIX))
 def dump(request, synth_dump):
     scenario, fmt, profile = request.param
     return synth_dump(scenario, fmt, profile)
@@ -132,8 +132,8 @@ def test_vadinfo_of_each_trustlet_lists_the_truth_regions(dump, volatility):
         assert images == [expected]
 
 
-@pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt, profile", quick_only(
+    [(fmt, profile) for fmt in FORMATS for profile in PROFILES], ("crash-bitmap", "builtin")))
 def test_memmap_of_the_trustlet_maps_the_pages_the_format_kept(synth_dump, volatility, fmt,
                                                               profile):
     """memmap walks the trustlet's page tables through Volatility's layer; a page whose frame
@@ -157,7 +157,7 @@ def test_memmap_of_the_trustlet_maps_the_pages_the_format_kept(synth_dump, volat
     assert trustlet["pages"]["absent"] == expected_absent
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", quick_only(PROFILES, "builtin"))
 def test_both_kernel_finding_methods_find_the_kernel(synth_dump, volatility, profile):
     """The low stub (what Volatility uses on real Windows 10) and the KDBG scan each lead
     Volatility's own KernelPDBScanner to the kernel base and its PDB."""
@@ -178,7 +178,7 @@ def test_both_kernel_finding_methods_find_the_kernel(synth_dump, volatility, pro
             dump.truth["kernel"]["pdb_guid"], dump.truth["kernel"]["pdb_age"], "ntkrnlmp.pdb")
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", quick_only(PROFILES, "builtin"))
 def test_volatility_reads_the_secure_state_where_the_truth_put_it(synth_dump, volatility,
                                                                   profile):
     """Through Volatility's object model (fields by name from the same symbol table): the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pefile
 import pytest
 from kernel_reader import PROFILES, Reader, build, symbols
+from markers import quick_only
 
 from iumdump.slat.kernel import manifest as M
 from iumdump.slat.kernel.constants import KERNEL_STACK_SIZE, KUSER_SHARED_DATA_USER
@@ -192,7 +193,7 @@ def test_every_thread_has_a_mapped_kernel_stack_below_a_guard_page(kernel):
             assert limit < reader.field("_ETHREAD", thread, "Tcb.KernelStack") < base
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", quick_only(PROFILES, "builtin"))
 def test_volatility_lists_systems_handles_to_every_other_process(profile, synth_dump,
                                                                  volatility):
     result = synth_dump("credential-guard", "crash-bitmap", profile)
