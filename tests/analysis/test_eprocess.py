@@ -30,7 +30,8 @@ LAYOUTS = {"builtin": LAYOUT_19041, "19041": LAYOUT_19041, "14393": LAYOUT_14393
 
 
 # The 19041 table in the full run only: the built-in profile is laid out as 19041 is.
-@pytest.fixture(params=[pytest.param(p, marks=SLOW if p == "19041" else ()) for p in sorted(LAYOUTS)])
+@pytest.fixture(params=[pytest.param(p, marks=SLOW if p == "19041" else ())
+                        for p in sorted(LAYOUTS)])
 def kernel(request, synth_dump, volatility):
     dump = synth_dump("adversarial", "crash-bitmap", request.param)
     volatility.run(dump, "windows.pslist.PsList")

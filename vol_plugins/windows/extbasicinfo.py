@@ -6,8 +6,9 @@ UniqueProcessId, InheritedFromUniqueProcessId, then one column per flag of
 PROCESS_EXTENDED_BASIC_INFORMATION (IsProtectedProcess … IsTrustedApp), Flags, Bytes.
 
 - ExitStatus ``_EPROCESS.ExitStatus`` (NTSTATUS, shown unsigned: STATUS_PENDING while the process
-  runs), PebBaseAddress ``Peb``, AffinityMask the group-0 word of ``Pcb.Affinity`` (``_KAFFINITY_EX``),
-  BasePriority ``Pcb.BasePriority``, UniqueProcessId, InheritedFromUniqueProcessId.
+  runs), PebBaseAddress ``Peb``, AffinityMask the group-0 word of ``Pcb.Affinity``
+  (``_KAFFINITY_EX``), BasePriority ``Pcb.BasePriority``, UniqueProcessId,
+  InheritedFromUniqueProcessId.
 - A flag is True/False where the build's symbols carry its field (DESIGN §4). Otherwise it is
   unknown, never False: NotAvailableValue where the build lacks the field or no EPROCESS field
   carries it (IsStronglyNamed: the token's package identity), UnreadableValue where the field's
