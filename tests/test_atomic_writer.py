@@ -16,7 +16,7 @@ import pytest
 
 from iumdump import atomic
 from iumdump.errors import InvalidInputError
-from iumdump.report.atomic import write_reports
+from iumdump.report.output import write_reports
 from iumdump.slat.synth import synthesize
 
 

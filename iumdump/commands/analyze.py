@@ -11,7 +11,7 @@ from ..analysis.engine import analyze_dump as analyze
 from ..errors import InvalidInputError
 from ..report import (DEFAULT_FORMATS, FILE_NAMES, FORMATS, Report, report_paths,
                       write_report as write)
-from ..report.atomic import check_targets
+from ..report.output import check_targets
 from ..report.model import control_label
 from ..report.text import visible
 

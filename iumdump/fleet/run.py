@@ -30,10 +30,11 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from ..atomic import write_atomic
 from ..errors import Error, InvalidInputError, ReportExistsError
 from ..report import FILE_NAMES as REPORT_FILES
 from ..report import Report, report_paths, write_report
-from ..report.atomic import check_targets, prepare_directory, write_atomic
+from ..report.output import check_targets, prepare_directory
 from ..report.model import iso_time
 from . import inputs, model, render
 from .task import (ANALYSED, FAILED, RESUMED, TIMEOUT_METADATA, DumpJob, DumpOutcome,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import bodyfile, case, html, jsonreport, markdown
-from .atomic import prepare_directory, write_reports
+from .output import prepare_directory, write_reports
 from .model import REPORT_VERSION, Report, build_report
 
 # The reports (written by default) and the exports for timeline and case tools (on request).

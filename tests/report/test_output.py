@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from iumdump.errors import InvalidInputError, ReportExistsError
-from iumdump.report import atomic
+from iumdump.report import output
 
 
 def test_writes_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "report.json"
-    atomic.write_atomic(target, "{}\n")
+    output.write_atomic(target, "{}\n")
     assert target.read_text() == "{}\n"
     assert os.listdir(tmp_path) == ["report.json"]
 
@@ -22,7 +22,7 @@ def test_existing_reports_refused_before_anything_is_written(tmp_path):
     first, second = tmp_path / "report.json", tmp_path / "report.md"
     second.write_text("old")
     with pytest.raises(ReportExistsError, match="pass --force"):
-        atomic.write_reports({first: "new", second: "new"})
+        output.write_reports({first: "new", second: "new"})
     assert not first.exists()  # refused up front: no half-written set
     assert second.read_text() == "old"
 
@@ -30,7 +30,7 @@ def test_existing_reports_refused_before_anything_is_written(tmp_path):
 def test_force_replaces(tmp_path):
     target = tmp_path / "report.md"
     target.write_text("old")
-    atomic.write_reports({target: "new"}, force=True)
+    output.write_reports({target: "new"}, force=True)
     assert target.read_text() == "new"
 
 
@@ -41,9 +41,9 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, mon
     def broken_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(atomic.os, "fsync", broken_fsync)
+    monkeypatch.setattr(output.os, "fsync", broken_fsync)
     with pytest.raises(InvalidInputError, match="No space left on device"):
-        atomic.write_reports({target: "new"}, force=True)
+        output.write_reports({target: "new"}, force=True)
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["report.html"]
 
@@ -51,22 +51,22 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, mon
 def test_directory_in_the_way(tmp_path):
     (tmp_path / "report.json").mkdir()
     with pytest.raises(InvalidInputError, match="is a directory"):
-        atomic.check_targets([tmp_path / "report.json"], force=True)
+        output.check_targets([tmp_path / "report.json"], force=True)
 
 
 def test_prepare_directory(tmp_path):
-    atomic.prepare_directory(tmp_path / "a" / "b")
+    output.prepare_directory(tmp_path / "a" / "b")
     assert (tmp_path / "a" / "b").is_dir()
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(InvalidInputError, match="not a directory"):
-        atomic.prepare_directory(blocker)
+        output.prepare_directory(blocker)
 
 
 def test_mode_follows_umask(tmp_path):
     old = os.umask(0o027)
     try:
-        atomic.write_atomic(Path(tmp_path / "r.json"), b"x")
+        output.write_atomic(Path(tmp_path / "r.json"), b"x")
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o640
