@@ -88,17 +88,14 @@ class PhysicalMemory:
 def physical_extent(layer: interfaces.layers.DataLayerInterface) -> int:
     """End (exclusive) of the physical memory the dump describes.
 
-    A crash dump's header lists the machine's memory runs and its bitmap covers every page, so a
-    frame below that end that the dump lacks was left out, not invented; other layers describe
-    memory up to their last byte.
+    A bitmap crash dump's bitmap covers every frame of the machine, so a frame below that end
+    that the dump lacks was left out, not invented; a complete crash dump (its segments are its
+    header's runs) and other layers describe memory up to their last byte. A bitmap dump's run
+    list is not read: Windows may leave it as nt!IoFillDumpHeader's ``PAGE`` filler (kdmp-parser
+    ``PHYSMEM_DESC::LooksGood``), which read as runs would put the end beyond any machine.
     """
     end = layer.maximum_address + 1
     try:
-        if hasattr(layer, "get_header"):  # WindowsCrashDump32Layer / 64Layer
-            block = layer.get_header().PhysicalMemoryBlockBuffer
-            for index in range(min(int(block.NumberOfRuns), block.Run.vol.count)):
-                run = block.Run[index]
-                end = max(end, (int(run.BasePage) + int(run.PageCount)) * PAGE_SIZE)
         if hasattr(layer, "get_summary_header") and getattr(layer, "dump_type", None) in (
                 DumpType.BITMAP, DumpType.LIVE_KERNEL):
             end = max(end, int(layer.get_summary_header().BitmapSize) * PAGE_SIZE)

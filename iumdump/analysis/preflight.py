@@ -162,11 +162,12 @@ def _dump_type(dump_type: int, supported: dict[DumpType, str], architecture: str
 def _check_crash64(handle, head: bytes, size: int, given: str) -> _Found:
     if len(head) < crashdump.DUMP_HEADER64_SIZE:
         raise _truncated(given, "the x64 crash dump header", crashdump.DUMP_HEADER64_SIZE, size)
+    dump_type = _dump_type(crashdump.header_dump_type(head), SUPPORTED_DUMP_TYPES, "x64", given)
     try:
-        header = crashdump.parse_dump_header(head)
+        header = crashdump.parse_dump_header(
+            head, run_list=SUPPORTED_DUMP_TYPES[dump_type] == "full")
     except Error as exc:
         raise DumpFormatError(f"unreadable crash dump header: {exc.message}", path=given) from None
-    dump_type = _dump_type(header.DumpType, SUPPORTED_DUMP_TYPES, "x64", given)
     return _check_runs_or_bitmap(handle, dump_type, SUPPORTED_DUMP_TYPES[dump_type], header.Runs,
                                  crashdump.DUMP_HEADER64_SIZE, size, given, "crash",
                                  header.MinorVersion)
@@ -175,11 +176,14 @@ def _check_crash64(handle, head: bytes, size: int, given: str) -> _Found:
 def _check_crash32(handle, head: bytes, size: int, given: str) -> _Found:
     if size < crashdump.DUMP_HEADER32_SIZE:
         raise _truncated(given, "the x86 crash dump header", crashdump.DUMP_HEADER32_SIZE, size)
+    dump_type = _dump_type(crashdump.header_dump_type(head), SUPPORTED_DUMP_TYPES_X86, "x86",
+                           given)
     try:
-        header = crashdump.parse_dump_header32(head[:crashdump.DUMP_HEADER32_SIZE])
+        header = crashdump.parse_dump_header32(
+            head[:crashdump.DUMP_HEADER32_SIZE],
+            run_list=SUPPORTED_DUMP_TYPES_X86[dump_type] == "full")
     except Error as exc:
         raise DumpFormatError(f"unreadable crash dump header: {exc.message}", path=given) from None
-    dump_type = _dump_type(header.DumpType, SUPPORTED_DUMP_TYPES_X86, "x86", given)
     return _check_runs_or_bitmap(handle, dump_type, SUPPORTED_DUMP_TYPES_X86[dump_type],
                                  header.Runs, crashdump.DUMP_HEADER32_SIZE, size, given,
                                  "crash32", header.MinorVersion)
@@ -188,8 +192,8 @@ def _check_crash32(handle, head: bytes, size: int, given: str) -> _Found:
 def _check_runs_or_bitmap(handle, dump_type: DumpType, kind: str, runs, header_size: int,
                           size: int, given: str, prefix: str, build: int) -> _Found:
     """A complete dump must hold every page of its runs; a bitmap dump every page its bitmap
-    marks. The _SUMMARY_DUMP of a bitmap dump follows the header (Volatility: page size ×
-    header pages)."""
+    marks (its run list is not read: Volatility locates its pages by the bitmap alone). The
+    _SUMMARY_DUMP of a bitmap dump follows the header (Volatility: page size × header pages)."""
     signature = None
     if kind == "full":
         if not runs:

@@ -35,6 +35,8 @@ from ..errors import DumpFormatError, TruncatedDumpError
 from .bitfields import construct_message
 
 DUMP_HEADER64_SIZE = 0x2000
+RUN_LIST_OFFSET64 = 0x88                      # PhysicalMemoryBlockBuffer (crash64.json)
+DUMP_TYPE_OFFSET64 = 0xF98                    # DumpType (crash64.json; kdmp-parser HEADER64)
 SUMMARY_DUMP_OFFSET = DUMP_HEADER64_SIZE      # Volatility: page_size * headerpages (2)
 PHYSICAL_MEMORY_BLOCK_SIZE = 0x2C0            # ContextRecord (0x348) - PhysicalMemoryBlockBuffer (0x88)
 MAX_PHYSICAL_MEMORY_RUNS = (PHYSICAL_MEMORY_BLOCK_SIZE - 0x10) // 0x10
@@ -154,6 +156,8 @@ DUMP_HEADER64 = Struct(
 
 # -- x86 ------------------------------------------------------------------------------------------
 DUMP_HEADER32_SIZE = 0x1000
+RUN_LIST_OFFSET32 = 0x64                      # PhysicalMemoryBlockBuffer (crash.json)
+DUMP_TYPE_OFFSET32 = 0xF88                    # DumpType (crash.json; LeechCore)
 PHYSICAL_MEMORY_BLOCK32_SIZE = 700  # ContextRecord (0x320) - PhysicalMemoryBlockBuffer (0x64)
 MAX_PHYSICAL_MEMORY_RUNS32 = (PHYSICAL_MEMORY_BLOCK32_SIZE - 8) // 8
 
@@ -348,9 +352,15 @@ def build_dump_header(header: DumpHeader64) -> bytes:
     return _build(DUMP_HEADER64, values, "_DUMP_HEADER64")
 
 
-def parse_dump_header(data: bytes) -> DumpHeader64:
+def parse_dump_header(data: bytes, *, run_list: bool = True) -> DumpHeader64:
+    """``run_list=False`` for a dump located by its bitmap (DumpType 5, 6): its run list is then
+    not read (``Runs`` is empty), as Volatility, kdmp-parser and rizin do not read it there —
+    Windows may leave it as nt!IoFillDumpHeader's ``PAGE`` filler (kdmp-parser
+    ``PHYSMEM_DESC::LooksGood``, checked for DumpType 1 only)."""
+    if not run_list:
+        data = _without_runs(data, RUN_LIST_OFFSET64)
     parsed = _parse(DUMP_HEADER64, data, DUMP_HEADER64_SIZE, "_DUMP_HEADER64",
-                    runs=(MAX_PHYSICAL_MEMORY_RUNS, 0x88))
+                    runs=(MAX_PHYSICAL_MEMORY_RUNS, RUN_LIST_OFFSET64))
     block = parsed.PhysicalMemoryBlockBuffer
     exception = parsed.Exception
     return DumpHeader64(
@@ -368,9 +378,12 @@ def parse_dump_header(data: bytes) -> DumpHeader64:
     )
 
 
-def parse_dump_header32(data: bytes) -> DumpHeader32:
+def parse_dump_header32(data: bytes, *, run_list: bool = True) -> DumpHeader32:
+    """``run_list``: as for :func:`parse_dump_header`."""
+    if not run_list:
+        data = _without_runs(data, RUN_LIST_OFFSET32)
     parsed = _parse(DUMP_HEADER32, data, DUMP_HEADER32_SIZE, "_DUMP_HEADER", runs=(
-        MAX_PHYSICAL_MEMORY_RUNS32, 0x64))
+        MAX_PHYSICAL_MEMORY_RUNS32, RUN_LIST_OFFSET32))
     block = parsed.PhysicalMemoryBlockBuffer
     return DumpHeader32(
         MajorVersion=parsed.MajorVersion, MinorVersion=parsed.MinorVersion,
@@ -398,6 +411,18 @@ def parse_summary_dump_fixed(data: bytes) -> tuple[int, int, int]:
     with the signatures checked; the bitmap itself is left to the caller to stream."""
     parsed = _parse(SUMMARY_DUMP_FIXED, data, SUMMARY_DUMP_FIXED_SIZE, "_SUMMARY_DUMP")
     return parsed.HeaderSize, parsed.Pages, parsed.BitmapSize
+
+
+def _without_runs(data: bytes, offset: int) -> bytes:
+    """``data`` with the run list's NumberOfRuns read as 0 (the list's bytes are kept)."""
+    return bytes(data[:offset]) + bytes(4) + bytes(data[offset + 4:])
+
+
+def header_dump_type(data: bytes) -> int:
+    """The DumpType of a whole x64 (``PAGEDU64``) or x86 (``PAGEDUMP``) header, read before the
+    rest: it says whether the run list is read."""
+    offset = DUMP_TYPE_OFFSET64 if data[4:8] == DUMP_VALID_DUMP64 else DUMP_TYPE_OFFSET32
+    return int.from_bytes(data[offset:offset + 4], "little")
 
 
 def _build(struct: Struct, values: dict, name: str) -> bytes:

@@ -155,3 +155,48 @@ def test_every_emulator_dump_passes_and_volatility_agrees(fmt, synth_dump):
         assert found.dump_type == {"crash-full": 1, "crash-bitmap": 5, "crash-live": 6}[fmt]
         assert found.summary_signature == {"crash-full": None, "crash-bitmap": "FDMP",
                                            "crash-live": "SDMP"}[fmt]
+
+
+@pytest.mark.parametrize("dump_type", [5, 6])
+def test_bitmap_dump_whose_run_list_is_unfilled(dump_type, tmp_path):
+    """Regression: the preflight parsed the header's run list on every dump and refused a bitmap
+    dump whose list Windows left as nt!IoFillDumpHeader's ``PAGE`` filler ("lists 1,162,297,680
+    physical memory runs"), though a bitmap dump's pages are located by its bitmap alone:
+    Volatility stacks it, and kdmp-parser checks the run list (PHYSMEM_DESC::LooksGood, which
+    treats ``PAGE`` there as unfilled) only for DumpType 1."""
+    data = bytearray(bitmap_dump(dump_type, b"SDMP"))
+    data[0x88:0x88 + 0x2C0] = b"PAGE" * (0x2C0 // 4)
+    path = tmp_path / "unfilled-runs.dmp"
+    path.write_bytes(bytes(data))
+    assert volatility_stacks(path) is not None
+    found = preflight.inspect_dump(path)
+    assert found.format == {5: "crash-bitmap", 6: "crash-live"}[dump_type]
+    assert found.expected_size == found.size == len(data)
+
+
+def test_full_dump_whose_run_list_is_unfilled_is_refused(tmp_path):
+    """A complete dump (DumpType 1) is located by its run list: ``PAGE`` filler there is no
+    run list, and the line says so."""
+    data = bytearray(full_dump())
+    data[0x88:0x88 + 0x2C0] = b"PAGE" * (0x2C0 // 4)
+    path = tmp_path / "unfilled-runs.dmp"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DumpFormatError, match="physical memory runs"):
+        preflight.inspect_dump(path)
+
+
+def test_physical_extent_of_a_bitmap_dump_is_its_bitmap(tmp_path):
+    """Regression: the extent of a bitmap dump's physical memory was also taken from its run
+    list; ``PAGE`` filler there (see above) made it ~2**76 bytes, so a frame beyond the machine's
+    memory counted as merely absent, and a DirectoryTableBase beyond it passed as plausible."""
+    from iumdump.analysis.layers import physical_extent
+
+    data = bytearray(bitmap_dump(5, b"FDMP"))
+    data[0x88:0x88 + 0x2C0] = b"PAGE" * (0x2C0 // 4)
+    path = tmp_path / "unfilled-runs.dmp"
+    path.write_bytes(bytes(data))
+    context = contexts.Context()
+    context.config["base.location"] = "file://" + os.path.abspath(path)
+    context.add_layer(physical.FileLayer(context, "base", "base"))
+    layer = crash.WindowsCrashDumpStacker.stack(context, "base")
+    assert physical_extent(layer) == FRAMES * PAGE
