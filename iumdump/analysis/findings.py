@@ -116,9 +116,13 @@ FORMAT_ABSENT = {
     "crash-full": "missing from the crash dump",
     "crash-live": "left out of the live kernel memory dump",
 }
-# Formats that hold kernel memory only: what is said of them when no control group is available.
+# Formats that hold kernel memory only by default: what is said of them when no control group is
+# available. A live dump holds user pages too when asked for them (NtSystemDebugControl's
+# SYSDBG_LIVEDUMP_CONTROL_FLAGS.IncludeUserSpaceMemoryPages; System Informer, NtObjectManager's
+# New-NtKernelCrashDump), so the sentence does not claim they are never there.
 KERNEL_ONLY_FORMATS = {"crash-live": "a live kernel memory dump (DumpType 6) holds kernel "
-                                     "memory only"}
+                                     "memory only unless it was taken with user-space pages "
+                                     "included (IncludeUserSpaceMemoryPages)"}
 
 
 @dataclass(frozen=True)

@@ -369,3 +369,14 @@ def test_trustlet_identity_that_disagrees_with_its_image():
     mismatch = [f for f in found if f.kind == TRUSTLET_IDENTITY_MISMATCH]
     assert [(f.pid, f.severity) for f in mismatch] == [(712, MEDIUM)]
     assert "TrustletIdentity 4" in mismatch[0].message and "identity 1" in mismatch[0].message
+
+
+def test_live_kernel_dump_is_not_said_to_never_hold_user_pages():
+    """Regression: without a control group the finding said a live kernel memory dump "holds
+    kernel memory only", as a fact; a live dump holds user pages when its taker asks for them
+    (SYSDBG_LIVEDUMP_CONTROL_FLAGS.IncludeUserSpaceMemoryPages, offered by System Informer and
+    NtObjectManager), so the sentence an analyst pastes must say so."""
+    procs, accounting = credential_guard_machine()
+    found = dump_findings(procs, accounting, "crash-live")
+    message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_NOT_CAPTURED)
+    assert "unless it was taken with user-space pages included" in message
