@@ -42,10 +42,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from iumdump.slat.writers import FORMATS, default_filename
+
 MIB = 1 << 20
 RSS_LIMIT = 500 * MIB
 THROUGHPUT_GOAL = 0.5
-EXTENSIONS = {"raw": "raw", "crash-full": "dmp", "crash-bitmap": "dmp", "host": "raw"}
+WRITER_MIN_MEMORY = 256 * MIB  # the stand-in's 64 VTL1 blocks of 2 MiB must leave RAM readable
 
 
 @dataclass
@@ -109,13 +111,13 @@ def synth_step(fmt: str, memory: str, outdir: str) -> Step:
             log.seek(0)
             sys.stderr.write(log.read()[-4000:])
             raise SystemExit(f"bench_synth: {' '.join(argv)} exited with {status}")
-    path = os.path.join(outdir, f"memory.{EXTENSIONS[fmt]}")
+    path = os.path.join(outdir, default_filename(fmt))
     return Step(wall, rss, data_bytes(path), os.path.getsize(path))
 
 
 WRITER_CHILD = r"""
 import sys, time
-from iumdump.slat.machine import SlatMachine
+from iumdump.slat.machine import FrameRanges, SlatMachine
 from iumdump.slat.memory import GuestPhysicalMemory
 from iumdump.slat.writers import KernelFacts, write_dump
 size, fmt, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -131,15 +133,17 @@ for page in range(2000):                                        # ... and 2000 s
     machine.modify_vtl_protection_mask(((frames // 2000 * page) + 7) << 12, 1, 0)
 facts = KernelFacts(0x1AD000, 0xFFFFFA8000000000, 0xFFFFF80000001000, 0xFFFFF80000002000,
                     0xFFFFF80000003000)
+# A live kernel dump leaves user memory out: say the upper half of what is in use is user pages.
+user = FrameRanges([(frames * 9 // 20, frames * 9 // 10)]) if fmt == "crash-live" else None
 start = time.perf_counter()
-result = write_dump(machine, path, fmt, facts, progress=False)
+result = write_dump(machine, path, fmt, facts, progress=False, not_kernel=user)
 print(f"{time.perf_counter() - start:.6f} {result.data_bytes}")
 """
 
 
 def writer_step(fmt: str, size: int, outdir: str) -> tuple[Step, float]:
     """Whole child (building the machine + writing) and the write alone, timed inside it."""
-    path = os.path.join(outdir, f"memory.{EXTENSIONS[fmt]}")
+    path = os.path.join(outdir, default_filename(fmt))
     with tempfile.TemporaryFile("w+") as out:
         wall, rss, status = run_child([sys.executable, "-c", WRITER_CHILD, str(size), fmt, path],
                                       stdout=out)
@@ -170,19 +174,28 @@ def dd_steps(count_bytes: int, outdir: str) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memory", default="8G", help="guest memory size (default 8G)")
-    parser.add_argument("--formats", default="raw,crash-bitmap")
+    parser.add_argument("--formats", default="raw,crash-bitmap",
+                        help=f"comma-separated, of {', '.join(FORMATS)} (default raw,crash-bitmap)")
     parser.add_argument("--mode", choices=["cli", "writer"], default="cli")
     parser.add_argument("--workdir", help="where to write (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the dumps")
     args = parser.parse_args(argv)
     size = parse_size(args.memory)
+    formats = args.formats.split(",")
+    unknown = [fmt for fmt in formats if fmt not in FORMATS]
+    if unknown:
+        raise SystemExit(f"bench_synth: unknown format {', '.join(unknown)}; "
+                         f"expected some of {', '.join(FORMATS)}")
+    if args.mode == "writer" and size < WRITER_MIN_MEMORY:
+        raise SystemExit(f"bench_synth: --mode writer needs --memory of at least "
+                         f"{WRITER_MIN_MEMORY // MIB} MiB")
     workdir = tempfile.mkdtemp(prefix="iumdump-bench-", dir=args.workdir)
     print(f"iumdump synth benchmark: {args.mode} mode, memory {args.memory} ({size / MIB:.0f} MiB), "
           f"workdir {workdir}")
     print(f"{'format':<13} {'wall s':>8} {'write s':>8} {'peak RSS':>10} {'data MiB':>9} "
           f"{'MiB/s':>8} {'dd MiB/s':>9} {'ratio':>6}  verdict")
     try:
-        for fmt in args.formats.split(","):
+        for fmt in formats:
             outdir = os.path.join(workdir, fmt)
             os.makedirs(outdir)
             sync()
