@@ -100,8 +100,12 @@ def write_kuser_shared_data(ctx: KernelContext) -> int:
     kuser.set("NumberOfPhysicalPages", ctx.memory.frame_count)
     kuser.set("Cookie", ctx.rng.randrange(1, 1 << 32))
     kuser.set_optional("ActiveProcessorCount", ctx.processors)
+    # SharedDataFlags. DbgVirtEnabled is UAC's file and registry virtualization (a Vista bit,
+    # Geoff Chappell "SharedDataFlags in KUSER_SHARED_DATA"; the "Virtualize file and registry
+    # write failures" policy, enabled by default), set with or without VBS. Secure Boot is among
+    # Credential Guard's requirements (Microsoft, "Credential Guard requirements").
+    kuser.set_optional("DbgVirtEnabled", 1)
     if ctx.vbs:
-        kuser.set_optional("DbgVirtEnabled", 1)
         kuser.set_optional("DbgSecureBootEnabled", 1)
     pfn = ctx.frames.allocate()
     ctx.memory.write(pfn << PAGE_SHIFT, bytes(kuser).ljust(PAGE_SIZE, b"\0"))

@@ -85,9 +85,23 @@ def test_kuser_shared_data_alone_is_one_frame_at_both_addresses(profile):
         == pfn << 12
     reader = Reader(kernel, machine)
     assert reader.field("_KUSER_SHARED_DATA", KUSER_SHARED_DATA_KERNEL, "NtMajorVersion") == 10
-    if kernel.symbols.has_member("_KUSER_SHARED_DATA", "DbgVirtEnabled"):  # VBS: flag set
+    if kernel.symbols.has_member("_KUSER_SHARED_DATA", "DbgVirtEnabled"):  # UAC virtualization
         assert reader.field("_KUSER_SHARED_DATA", KUSER_SHARED_DATA_KERNEL,
                             "DbgVirtEnabled") == 1
+
+
+@pytest.mark.parametrize("scenario", ["credential-guard", "no-vbs"])
+def test_kuser_shared_data_flags_follow_uac_and_secure_boot_not_vbs(scenario):
+    """Regression: DbgVirtEnabled was set only with VBS, as if it meant virtualization-based
+    security; it is UAC's file and registry virtualization (on by default since Vista, years
+    before VBS), so a machine without VBS has it too. DbgSecureBootEnabled comes with Credential
+    Guard, which requires Secure Boot."""
+    kernel, machine = context("builtin", scenario)
+    write_kuser_shared_data(kernel)
+    reader = Reader(kernel, machine)
+    flags = {name: reader.field("_KUSER_SHARED_DATA", KUSER_SHARED_DATA_KERNEL, name)
+             for name in ("DbgVirtEnabled", "DbgSecureBootEnabled")}
+    assert flags == {"DbgVirtEnabled": 1, "DbgSecureBootEnabled": int(kernel.vbs)}
 
 
 def test_the_secure_kernel_claims_its_frames_from_vtl0():
