@@ -304,6 +304,27 @@ def test_bitmap_dumps_with_either_summary_signature_are_analysed(signature, synt
     assert not any(kind == "trustlet-pages-readable" for kind, _ in kinds)
 
 
+def test_a_summary_header_windows_does_not_write_is_analysed_with_a_finding(synth_dump,
+                                                                          tmp_path):
+    """Regression: a bitmap dump reading ``SDMPDU64`` (iumdump's old emulator; Volatility reads
+    it) was refused. It is analysed, and the report names the header as no Windows header."""
+    result = synth_dump("credential-guard", "crash-bitmap")
+    data = bytearray(Path(result.dump_path).read_bytes())
+    data[0x2000:0x2008] = b"SDMPDU64"
+    dump = tmp_path / "memory.dmp"
+    dump.write_bytes(bytes(data))
+    code, _, stderr = run_cli("analyze", str(dump), "-s", str(result.symbols_dir), "-o",
+                              str(tmp_path / "out"), "--offline", "-q", "--format", "json")
+    assert (code, stderr) == (0, "")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["dump"]["summary_signature"] == "SDMPDU64"
+    header = [f for f in report["findings"] if f["kind"] == "nonstandard-dump-header"]
+    assert [(f["severity"], f["pid"]) for f in header] == [("low", None)]
+    assert "'SDMPDU64'" in header[0]["message"]
+    assert ("trustlet-pages-inaccessible", 712) in {(f["kind"], f["pid"])
+                                                    for f in report["findings"]}
+
+
 def test_credential_guard_with_kuser_everywhere_is_inaccessible_not_readable(synth_dump,
                                                                             tmp_path):
     """The emulator maps KUSER_SHARED_DATA into LsaIso.exe as Windows does; the report still

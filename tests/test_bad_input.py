@@ -185,14 +185,18 @@ def test_unreadable_file(tmp_path):
 
 
 def test_bitmap_dump_with_a_damaged_summary_signature(tmp_path, synth_dump):
-    """The _SUMMARY_DUMP header is read with its construct definition, so a bitmap dump whose
-    "SDMP" signature is gone is refused up front instead of trusting the sizes behind it."""
+    """A bitmap dump whose "FDMP" signature is gone is still read as Volatility reads it (by the
+    bitmap; issue 8: the preflight is never stricter than Volatility), and the sizes behind the
+    signature are still checked: the signature is named, the file size must match the bitmap."""
     from iumdump.structs import crashdump
 
     data = bytearray(Path(synth_dump("credential-guard", "crash-bitmap").dump_path).read_bytes())
     data[crashdump.SUMMARY_DUMP_OFFSET:crashdump.SUMMARY_DUMP_OFFSET + 4] = bytes(4)
     path = tmp_path / "bad-summary.dmp"
     path.write_bytes(bytes(data))
-    with pytest.raises(DumpFormatError, match="summary header") as caught:
+    found = preflight.inspect_dump(path)
+    assert found.summary_signature == "\\x00\\x00\\x00\\x00DUMP"
+    path.write_bytes(bytes(data[:-1]))
+    with pytest.raises(TruncatedDumpError, match="truncated crash dump") as caught:
         preflight.inspect_dump(path)
     assert "\n" not in str(caught.value)

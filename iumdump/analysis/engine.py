@@ -332,7 +332,8 @@ def analyze_dump(dump: str, *, symbol_dirs: list[str] | tuple[str, ...] = (),
     notes = list(collected.notes)
     if changed:
         notes.append(f"the dump {changed}; the sha256 may not match what was analysed")
-    found = dump_findings(collected.processes, collected.pages, dump_file.format)
+    found = dump_findings(collected.processes, collected.pages, dump_file.format,
+                          dump_file.summary_signature)
 
     described = kernel.kernel.as_dict()
     if downloaded:

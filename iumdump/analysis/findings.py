@@ -35,6 +35,9 @@ secure-image-outside-system32  high      a secure process's image is not in \\Wi
 secure-process-exited          medium    a secure process has an ExitTime
 trustlet-identity-mismatch     medium    TrustletIdentity disagrees with the id its image implies
 exited-process                 low       a process in the active list has an ExitTime
+nonstandard-dump-header        low       a bitmap dump's summary header is not what Windows
+                                         writes (``SDMPDUMP``/``FDMPDUMP``): another tool wrote
+                                         or altered the file; Volatility reads it regardless
 =============================  ========  ====================================================
 
 The image path (``SeAuditProcessCreationInfo.ImageFileName``) supports the verdicts: a masquerade
@@ -93,12 +96,13 @@ SECURE_PROCESS_EXITED = "secure-process-exited"
 TRUSTLET_IDENTITY_MISMATCH = "trustlet-identity-mismatch"
 EXITED_PROCESS = "exited-process"
 IMPLAUSIBLE_VALUE = "implausible-value"
+NONSTANDARD_DUMP_HEADER = "nonstandard-dump-header"
 
 KINDS = (VBS_ACTIVE, CREDENTIAL_GUARD, TRUSTLET, TRUSTLET_PAGES_INACCESSIBLE,
          TRUSTLET_PAGES_READABLE, MASQUERADE_KIND, SECURE_IMAGE_OUTSIDE_SYSTEM32, ENCLAVE_HOST_KIND,
          UNLINKED_PROCESS, SECURE_PROCESS_EXITED, TRUSTLET_IDENTITY_MISMATCH, EXITED_PROCESS,
          TRUSTLET_PAGES_NOT_CAPTURED, IMPLAUSIBLE_VALUE, SECURE_STATE_UNKNOWN,
-         PARTIAL_ANALYSIS)
+         PARTIAL_ANALYSIS, NONSTANDARD_DUMP_HEADER)
 _KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
 
 SECURE_SYSTEM = "Secure System"
@@ -217,6 +221,25 @@ def _outside_system32(process: DerivedProcess, volume: str | None) -> str | None
         return (f"on {device}, not on {volume} where the boot processes (smss.exe, csrss.exe, "
                 "wininit.exe) were started from")
     return None
+
+
+# What Windows writes at the head of a bitmap dump's _SUMMARY_DUMP, as the preflight names it.
+WINDOWS_SUMMARY_SIGNATURES = ("SDMP", "FDMP")
+
+
+def header_findings(summary_signature: str | None) -> list[Finding]:
+    """A summary header Windows would not have written: the preflight accepted it because
+    Volatility reads such a file (it never looks at the signature), but the analyst should know
+    the file did not come from Windows' own dump writer unaltered."""
+    if summary_signature is None or summary_signature in WINDOWS_SUMMARY_SIGNATURES:
+        return []
+    return [Finding(
+        NONSTANDARD_DUMP_HEADER, LOW, None,
+        f"The bitmap dump's summary header (_SUMMARY_DUMP) begins {summary_signature!r}, where "
+        "Windows writes 'SDMPDUMP' (kernel, automatic or live kernel dump) or 'FDMPDUMP' "
+        "(complete memory dump): a tool other than Windows wrote the file, or it was altered "
+        "afterwards. Volatility locates the pages by the bitmap whatever the signature says, so "
+        "the analysis stands; MemProcFS (LeechCore) and kdmp-parser refuse such a file.")]
 
 
 def vbs_findings(processes: Sequence[DerivedProcess]) -> list[Finding]:
@@ -451,14 +474,16 @@ def sort_key(finding: Finding) -> tuple:
 
 def dump_findings(processes: Sequence[DerivedProcess],
             pages: Mapping[int, ProcessPages] | Iterable[tuple[int, ProcessPages]] = (),
-            dump_format: str | None = None) -> list[Finding]:
+            dump_format: str | None = None,
+            summary_signature: str | None = None) -> list[Finding]:
     """Every finding for one dump, most severe first. ``pages`` maps a process's EPROCESS offset
-    to its page accounting (the secure processes whose pages were walked)."""
+    to its page accounting (the secure processes whose pages were walked);
+    ``summary_signature`` is the preflight's reading of a bitmap dump's summary header."""
     pages = dict(pages)
     genuine = {(p.name or "").lower(): p for p in processes
                if believed_secure(p) and is_known_trustlet_image(p.name)}
     volume = system_volume(processes)
-    found = vbs_findings(processes)
+    found = header_findings(summary_signature) + vbs_findings(processes)
     for process in processes:
         found += process_findings(process, genuine, volume)
         if process.offset in pages:

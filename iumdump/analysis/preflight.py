@@ -56,7 +56,9 @@ class DumpFile:
     expected_size: int | None = None  # what a crash dump's header says the file must hold
     build: int | None = None          # a crash dump header's MinorVersion (the build number)
     dump_type: DumpType | None = None  # a crash dump header's DumpType
-    summary_signature: str | None = None  # a bitmap dump's _SUMMARY_DUMP: SDMP or FDMP
+    # A bitmap dump's _SUMMARY_DUMP: SDMP or FDMP, or its eight bytes escaped when they are not
+    # what Windows writes (summary_signature_text).
+    summary_signature: str | None = None
 
     def changed(self) -> str | None:
         """Why the file on disk is no longer the file that was analysed, or None."""
@@ -217,10 +219,10 @@ def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> tuple[int, 
     handle.seek(offset)
     fixed = handle.read(crashdump.SUMMARY_DUMP_FIXED_SIZE)
     try:
-        header_size, _pages, bitmap_size = crashdump.parse_summary_dump_fixed(fixed)
+        summary = crashdump.read_summary_dump_fixed(fixed)
     except Error as err:
-        raise DumpFormatError(f"bitmap dump's summary header: {err}; Windows writes "
-                              "b'SDMPDUMP' or b'FDMPDUMP' there", path=given) from None
+        raise DumpFormatError(f"bitmap dump's summary header: {err}", path=given) from None
+    header_size, bitmap_size = summary.header_size, summary.bitmap_size
     bitmap_end = fixed_end + crashdump.bitmap_bytes(bitmap_size)
     if size < bitmap_end:
         raise _truncated(given, f"the page bitmap of {bitmap_size:,} frames", bitmap_end, size)
@@ -235,4 +237,13 @@ def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> tuple[int, 
         remaining -= len(chunk)
     if not present:
         raise DumpFormatError("bitmap dump's bitmap marks no page as present", path=given)
-    return header_size + present * PAGE_SIZE, fixed[:4].decode("ascii")
+    return header_size + present * PAGE_SIZE, summary_signature_text(summary)
+
+
+def summary_signature_text(summary: crashdump.StoredSummary) -> str:
+    """``SDMP`` or ``FDMP`` for a summary header as Windows writes it; otherwise all eight bytes
+    as read, escaped (``SDMPDU64``, ``\\x00\\x00\\x00\\x00DUMP``): Volatility reads such a
+    file all the same, so it is analysed, and the report says what the header holds."""
+    if summary.as_windows_writes:
+        return summary.signature[:4].decode("ascii")
+    return repr(summary.signature)[2:-1]

@@ -224,14 +224,25 @@ def bitmap_bytes(bitmap_size: int) -> int:
 # (kdmp-parser: FirstPage) is the file offset of the first stored page; Pages is the number of
 # bits set; BitmapSize the number of bits (frames).
 # The fixed part alone, for readers that stream the bitmap rather than hold it.
-SUMMARY_DUMP_FIXED = Struct(
-    "Signature" / Default(OneOf(Bytes(4), list(SUMMARY_DUMP_SIGNATURES)), SUMMARY_DUMP_SIGNATURE),
-    "ValidDump" / Const(DUMP_VALID_DUMP),
+_SUMMARY_DUMP_COUNTS = (
     "DumpOptions" / Int32ul,
     "Padding0" / _pad(0x14),
     "HeaderSize" / Int64ul,
     "Pages" / Int64ul,
     "BitmapSize" / Int64ul,
+)
+SUMMARY_DUMP_FIXED = Struct(
+    "Signature" / Default(OneOf(Bytes(4), list(SUMMARY_DUMP_SIGNATURES)), SUMMARY_DUMP_SIGNATURE),
+    "ValidDump" / Const(DUMP_VALID_DUMP),
+    *_SUMMARY_DUMP_COUNTS,
+)
+# The same bytes with the signatures taken as they are: Volatility's crash layer reads HeaderSize
+# and the bitmap without looking at them (framework/layers/crash.py), so a reader that must accept
+# what Volatility accepts reads the sizes whatever the signature says, and judges it apart.
+SUMMARY_DUMP_FIXED_AS_STORED = Struct(
+    "Signature" / Bytes(4),
+    "ValidDump" / Bytes(4),
+    *_SUMMARY_DUMP_COUNTS,
 )
 SUMMARY_DUMP = Struct(
     *SUMMARY_DUMP_FIXED.subcons,
@@ -411,6 +422,31 @@ def parse_summary_dump_fixed(data: bytes) -> tuple[int, int, int]:
     with the signatures checked; the bitmap itself is left to the caller to stream."""
     parsed = _parse(SUMMARY_DUMP_FIXED, data, SUMMARY_DUMP_FIXED_SIZE, "_SUMMARY_DUMP")
     return parsed.HeaderSize, parsed.Pages, parsed.BitmapSize
+
+
+@dataclass(frozen=True)
+class StoredSummary:
+    """The fixed part of a _SUMMARY_DUMP as the file holds it, signatures unchecked."""
+
+    signature: bytes     # Signature and ValidDump, 8 bytes
+    header_size: int
+    pages: int
+    bitmap_size: int
+
+    @property
+    def as_windows_writes(self) -> bool:
+        return self.signature in WINDOWS_SUMMARY_HEADS
+
+
+WINDOWS_SUMMARY_HEADS = tuple(s + DUMP_VALID_DUMP for s in SUMMARY_DUMP_SIGNATURES)
+
+
+def read_summary_dump_fixed(data: bytes) -> StoredSummary:
+    """The fixed part of a _SUMMARY_DUMP read as Volatility reads it: sizes whatever the
+    signatures say (a file with ``SDMPDU64`` there stacks in Volatility all the same)."""
+    parsed = _parse(SUMMARY_DUMP_FIXED_AS_STORED, data, SUMMARY_DUMP_FIXED_SIZE, "_SUMMARY_DUMP")
+    return StoredSummary(parsed.Signature + parsed.ValidDump, parsed.HeaderSize, parsed.Pages,
+                         parsed.BitmapSize)
 
 
 def _without_runs(data: bytes, offset: int) -> bytes:

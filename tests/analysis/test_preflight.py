@@ -132,15 +132,23 @@ def test_x86_live_dump_is_not_a_type_volatility_reads(tmp_path):
         preflight.inspect_dump(path)
 
 
-def test_old_style_summary_signature_is_refused_with_what_windows_writes(tmp_path):
-    """``SDMPDU64`` (what iumdump's emulator used to write) is no Windows summary header; the
-    line says what is expected there."""
+@pytest.mark.parametrize("head, shown", [(b"SDMPDU64", "SDMPDU64"),
+                                         (bytes(4) + b"DUMP", "\\x00\\x00\\x00\\x00DUMP"),
+                                         (b"KDMPDUMP", "KDMPDUMP")])
+def test_summary_heads_windows_does_not_write_pass_as_volatility_reads_them(head, shown,
+                                                                           tmp_path):
+    """Regression: ``SDMPDU64`` (what iumdump's emulator used to write) and other heads Windows
+    never writes were refused, although Volatility stacks such a file (it reads the bitmap and
+    never the signature): the preflight was stricter than Volatility. It now passes them and
+    names what the header holds, for the finding nonstandard-dump-header."""
     data = bytearray(bitmap_dump(5, b"SDMP"))
-    data[0x2004:0x2008] = b"DU64"
-    path = tmp_path / "du64.dmp"
+    data[0x2000:0x2008] = head
+    path = tmp_path / "odd-summary.dmp"
     path.write_bytes(bytes(data))
-    with pytest.raises(DumpFormatError, match="Windows writes b'SDMPDUMP' or b'FDMPDUMP'"):
-        preflight.inspect_dump(path)
+    assert volatility_stacks(path) is not None
+    found = preflight.inspect_dump(path)
+    assert (found.format, found.summary_signature) == ("crash-bitmap", shown)
+    assert found.expected_size == found.size
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

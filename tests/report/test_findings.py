@@ -380,3 +380,16 @@ def test_live_kernel_dump_is_not_said_to_never_hold_user_pages():
     found = dump_findings(procs, accounting, "crash-live")
     message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_NOT_CAPTURED)
     assert "unless it was taken with user-space pages included" in message
+
+
+@pytest.mark.parametrize("signature, expected", [(None, []), ("SDMP", []), ("FDMP", []),
+                                                 ("SDMPDU64", [("nonstandard-dump-header",
+                                                                LOW, None)])])
+def test_a_summary_header_windows_does_not_write_is_a_machine_finding(signature, expected):
+    """The preflight reads such a dump as Volatility does; the finding is how the analyst learns
+    the file did not come unaltered from Windows' dump writer. It never touches the verdicts."""
+    procs, accounting = credential_guard_machine()
+    found = dump_findings(procs, accounting, "crash-bitmap", signature)
+    assert [(f.kind, f.severity, f.pid) for f in found if f.pid is None] == expected
+    assert kinds(dump_findings(procs, accounting, "crash-bitmap")) <= kinds(found)
+    assert (TRUSTLET_PAGES_INACCESSIBLE, 712) in kinds(found)
