@@ -29,6 +29,9 @@ else:  # Python 3.10: the same parser, from PyPI
 
 SCENARIOS = ("credential-guard", "no-vbs", "adversarial")
 PROFILES = ("builtin", "14393", "19041")
+# What a timeline line calls a process of each verdict: only a secure one is a "Secure process".
+TIMELINE_LABELS = {"secure": "Secure process", "masquerade": "Masquerading process",
+                   "enclave-host": "Enclave host"}
 MATRIX = [(s, f, p) for s in SCENARIOS for f in FORMATS for p in PROFILES]
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "testdata" / "scenarios"
 
@@ -117,7 +120,8 @@ def test_secureprocs_timeline_through_the_api(dump, plugin_session, plugin_class
     assert len(events) == len(expected)
     for process in expected:
         description = next(d for d in events
-                           if d.startswith(f"Secure process: {process['pid']} {process['name']} "
+                           if d.startswith(f"{TIMELINE_LABELS[process['verdict']]}: "
+                                           f"{process['pid']} {process['name']} "
                                            f"({process['address'] & 0xFFFF_FFFF_FFFF:#x})"))
         assert f"verdict {process['verdict']}" in description
         assert ("unlinked" in description) is (not process["linked"])

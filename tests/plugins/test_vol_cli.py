@@ -17,6 +17,9 @@ from volatility_harness import json_value
 pytestmark = SLOW  # `vol` run as a command, a few seconds a run
 
 VOL = Path(sys.executable).with_name("vol")
+# What a timeline line calls a process of each verdict: only a secure one is a "Secure process".
+TIMELINE_LABELS = {"secure": "Secure process", "masquerade": "Masquerading process",
+                   "enclave-host": "Enclave host"}
 
 # One real symbol table (14393: TrustletId has values); each costs vol seconds to index and
 # load, and the in-process tests already cover every profile.
@@ -129,7 +132,7 @@ def test_timeliner_places_the_secure_processes(synth_dump, vol_cache_dir, tmp_pa
     assert listed == set(body)
     for process in expected:
         description = next(d for d in listed if d.startswith(
-            f"Secure process: {process['pid']} {process['name']} ("))
+            f"{TIMELINE_LABELS[process['verdict']]}: {process['pid']} {process['name']} ("))
         assert f"verdict {process['verdict']}" in description
         modified, created = body[description]
         assert created == _unix(process["create_time"])

@@ -59,8 +59,10 @@ from iumdump.analysis.plugin_support import absent_value, check_dump
 vollog = logging.getLogger(__name__)
 volatility_env.protect_symbol_directories()  # before vol's automagic: see volatility_env
 
-# The verdicts whose processes go on the timeline (a normal process is windows.pslist's business).
-TIMELINE_VERDICTS = (SECURE, MASQUERADE, ENCLAVE_HOST)
+# The verdicts whose processes go on the timeline (a normal process is windows.pslist's business),
+# with what a timeline line calls such a process: an enclave host or a masquerade is not secure.
+TIMELINE_VERDICTS = {SECURE: "Secure process", MASQUERADE: "Masquerading process",
+                     ENCLAVE_HOST: "Enclave host"}
 
 
 class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
@@ -72,7 +74,8 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
     # 1.1.0 - ImagePath appended as the last column; TimeLinerInterface (creation and exit of
     #         secure, masquerading and enclave-host processes)
     # 1.2.0 - checks the dump file first; warns of implausible values and non-kernel objects
-    _version = (1, 2, 0)
+    # 1.2.1 - timeline lines of enclave hosts and masquerades no longer begin "Secure process"
+    _version = (1, 2, 1)
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
@@ -155,7 +158,8 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
         """What a timeline line says about a process: who, its verdict, how it was found, its
         trustlet identity (and whether read or inferred) and its image path."""
         name = process.name if process.name is not None else "<unreadable name>"
-        parts = [f"Secure process: {process.pid} {name} ({process.offset:#x}) "
+        label = TIMELINE_VERDICTS.get(process.verdict, "Process")
+        parts = [f"{label}: {process.pid} {name} ({process.offset:#x}) "
                  f"verdict {process.verdict}"]
         if not process.linked:
             parts.append("unlinked (pool scan)")
