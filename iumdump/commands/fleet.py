@@ -9,6 +9,7 @@ import time
 from ..errors import InvalidInputError
 from ..fleet import run as fleet_run
 from ..report.text import visible
+from ..visible import one_line
 from . import analyze as analyze_command
 
 DESCRIPTION = """\
@@ -206,7 +207,7 @@ def _run(args) -> int:
             say(f"cluster  {_describe_cluster(found)}")
             for warning in found.warnings:
                 say(f"note     {warning}")
-            fleet_run.execute(run, found, options, echo=None if args.quiet else visible)
+            fleet_run.execute(run, found, options, echo=None if args.quiet else one_line)
         except KeyboardInterrupt:
             run.interrupted = True
         finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import html
 import io
 import json
 from typing import Any, Mapping
@@ -21,6 +22,7 @@ from ..report import html as report_html
 from ..report import jsonreport as report_json
 from ..report.templating import html_environment
 from ..report.text import visible
+from ..visible import one_line
 from .model import ordered_by_severity
 
 SCHEMA_RESOURCE = "fleet.schema.json"
@@ -52,21 +54,25 @@ def report_link(record: Mapping[str, Any]) -> str | None:
 
 
 def error_reason(record: Mapping[str, Any]) -> str | None:
-    """The error without the dump's path in front (for a table whose row already names it)."""
-    error, prefix = record.get("error"), f"{record['path']}: "
+    """The error without the dump's path in front (for a table whose row already names it). An
+    error names the path as :class:`iumdump.errors.Error` does, made visible."""
+    error, prefix = record.get("error"), f"{visible(record['path'])}: "
     if error and error.startswith(prefix):
         return error[len(prefix):]
     return error
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, message: bool = False) -> str:
+    """A CSV cell; ``message``: text of our own wording whose outside text is already visible
+    (an error), which visible() would escape a second time."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
         value = len(value)
-    text = visible(value) if isinstance(value, str) else str(value)
+    text = ((one_line if message else visible)(value) if isinstance(value, str)
+            else str(value))
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
@@ -76,7 +82,8 @@ def render_csv(fleet: Mapping[str, Any]) -> str:
     writer.writerow(CSV_COLUMNS)
     for record in fleet["dumps"]:
         row = dict(record, report=report_link(record))
-        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
+        writer.writerow([_cell(row[column], message=column == "error")
+                         for column in CSV_COLUMNS])
     return out.getvalue()
 
 
@@ -85,8 +92,14 @@ def _environment():
     """report.html's environment — autoescaping, and its ``|text`` / ``|attr`` filters and
     ``finalize`` that make dump text visible before escaping it — over fleet's own templates."""
     import jinja2
+    from markupsafe import Markup
 
-    return html_environment().overlay(loader=jinja2.PackageLoader("iumdump.fleet", "templates"))
+    environment = html_environment().overlay(
+        loader=jinja2.PackageLoader("iumdump.fleet", "templates"))
+    # An error is our wording with its outside text already visible: escape it for HTML only.
+    environment.filters["message"] = lambda value: Markup(html.escape(one_line(value),
+                                                                      quote=False))
+    return environment
 
 
 def render_html(fleet: Mapping[str, Any]) -> str:

@@ -36,6 +36,7 @@ from ..report import FILE_NAMES as REPORT_FILES
 from ..report import Report, report_paths, write_report
 from ..report.output import check_targets, prepare_directory
 from ..report.model import iso_time
+from ..visible import one_line, visible
 from . import inputs, model, render
 from .task import (ANALYSED, FAILED, RESUMED, TIMEOUT_METADATA, DumpJob, DumpOutcome,
                    run_dump, timeout_key)
@@ -178,13 +179,14 @@ def _lost_worker_message(dump: inputs.FleetDump, timeouts: int, attempts: int | 
     lost = ("the worker running it was lost (the process died, or Dask stopped it for exceeding "
             f"its memory limit{limit})")
     tried = f"each of its {attempts} attempts" if attempts else "every attempt"
+    path = visible(dump.path)
     if timeouts and (attempts is None or timeouts >= attempts):
-        return (f"{dump.path}: timed out: still running after --timeout {options.timeout:g} s "
+        return (f"{path}: timed out: still running after --timeout {options.timeout:g} s "
                 f"on {tried}")
     if timeouts:
-        return (f"{dump.path}: timed out (--timeout {options.timeout:g} s) on {timeouts} of "
+        return (f"{path}: timed out (--timeout {options.timeout:g} s) on {timeouts} of "
                 f"{attempts} attempts; on the other {lost}")
-    return f"{dump.path}: {lost} on {tried}"
+    return f"{path}: {lost} on {tried}"
 
 
 class _Writer:
@@ -211,7 +213,8 @@ class _Writer:
                 report_dict = item.earlier
                 self._write(dump, Report.from_dict(item.earlier), force=False, missing_only=True)
         except Error as err:  # the output directory failed us (disk full, permissions)
-            status, error, report_dict = FAILED, f"{dump.path}: reports not written: {err}", None
+            error = f"{visible(dump.path)}: reports not written: {err}"
+            status, report_dict = FAILED, None
         record = model.dump_record(
             dump, status, report=report_dict, reports=self._report_files(dump), error=error,
             note=outcome.note, task_seconds=outcome.seconds, worker=outcome.worker,
@@ -268,11 +271,13 @@ def execute(run: FleetRun, cluster, options: FleetOptions,
                                          attempts, options, cluster)))
             except CancelledError as exc:
                 outcome = DumpOutcome(path=item.dump.path, status=FAILED,
-                                      error=f"{item.dump.path}: the task was cancelled ({exc})")
+                                      error=one_line(f"{visible(item.dump.path)}: the task was "
+                                                    f"cancelled ({exc})"))
             except Exception as exc:  # the task itself never raises; Dask or the network did
                 text = " ".join(str(exc).split()) or type(exc).__name__
                 outcome = DumpOutcome(path=item.dump.path, status=FAILED,
-                                      error=f"{item.dump.path}: {type(exc).__name__}: {text}")
+                                      error=one_line(f"{visible(item.dump.path)}: "
+                                                    f"{type(exc).__name__}: {text}"))
             record = writer.record(item, outcome)
             if record["status"] == FAILED:
                 failed += 1

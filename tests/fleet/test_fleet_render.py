@@ -6,14 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
 from markers import SLOW
 
 from iumdump.commands.analyze import analyze
+from iumdump.errors import InvalidInputError
 from iumdump.fleet import model, render
 from iumdump.fleet.inputs import FleetDump
+from iumdump.fleet.run import FleetOptions, _lost_worker_message
+from iumdump.visible import visible
 
 pytestmark = SLOW  # dumps analysed for the fleet reports
 
@@ -95,3 +99,25 @@ def test_hostile_text_stays_inert(reports):
     text = render.render_json(fleet)
     assert text.isascii() and "\\u202e" in text
     assert json.loads(text) == fleet
+
+
+def test_an_error_about_a_hostile_file_name_is_escaped_once():
+    """A bad dump's error is ``str()`` of analyze's Error, whose path is already made visible
+    (``\\x1b``, ``\\udcff``). fleet.csv, fleet.html and the terminal escaped it a second time
+    (``\\\\x1b``), so the error no longer named the file the path column shows, and fleet.html
+    repeated the path because the prefix it strips is the visible one, not the raw one."""
+    path = "/evidence/x\x1b[31mred\udcff.dmp"
+    error = str(InvalidInputError("is empty (0 bytes), not a memory dump", path=path))
+    assert error.startswith(visible(path) + ": ")
+    dump = FleetDump(path=path, given=path, report_id="x-00000000")
+    fleet = fleet_of([model.dump_record(dump, "failed", error=error, task_seconds=0.1)])
+
+    rows = list(csv.reader(io.StringIO(render.render_csv(fleet))))
+    assert (rows[1][0], rows[1][11]) == (visible(path), error)
+    assert render.error_reason(fleet["dumps"][0]) == "is empty (0 bytes), not a memory dump"
+    page = render.render_html(fleet)
+    assert "\\\\x1b" not in page and "\\\\udcff" not in page and "\x1b" not in page
+    assert page.count("x\\x1b[31mred\\udcff.dmp") == 2  # the failed table and the machines table
+    # The client's own errors about a dump (a lost worker, a timeout) name it the same way.
+    lost = _lost_worker_message(dump, 0, 2, FleetOptions(), SimpleNamespace(memory_limit=None))
+    assert lost.startswith(visible(path) + ": the worker running it was lost")
