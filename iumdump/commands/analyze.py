@@ -44,7 +44,8 @@ examples:
   iumdump analyze memory.dmp -s symbols -o case-1234
   iumdump analyze --offline --format json,md memory.raw -s /evidence/symbols
   iumdump analyze memory.dmp -o case-1234 --format json,bodyfile,case
-  mactime -b case-1234/report.body -d -y        (the timeline, with the findings in it)
+  mactime -b case-1234/report.body -d -y 1970-01-02   (the timeline, with the findings in it;
+                                                      the date leaves out the unset times)
   vol -p "$(iumdump plugins)" -f memory.dmp windows.secureprocs   (the same checks as plugins)"""
 
 

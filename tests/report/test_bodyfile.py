@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import subprocess
 from datetime import datetime
@@ -146,3 +147,26 @@ def test_mactime_sorts_the_timeline(adversarial):
     assert (masquerade["Date"], masquerade["Type"], masquerade["Meta"]) == \
         (fake["create_time"], "...b", str(fake["pid"]))
     assert all(row["Size"] == "0" and row["Mode"] == "-/----------" for row in timeline)
+
+
+@needs_mactime
+def test_the_documented_mactime_command_lists_each_event_once(adversarial):
+    """The README and ``analyze --help`` said ``mactime -b report.body -d -y``: without a start
+    date mactime also lists every unset (zero) time, so each event came out a second time dated
+    0000-00-00 with the type ``mac.`` — three events that never happened. The documented command
+    must give one row per line of the body file, none at time zero."""
+    from pathlib import Path
+
+    from iumdump.cli import build_parser
+
+    _, _, path = adversarial
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    helps = build_parser()._subparsers._group_actions[0].choices["analyze"].epilog
+    documented = re.findall(r"mactime -b \S+ -d -y(?: [0-9-]+)?", " ".join((readme + helps).split()))
+    assert len(documented) >= 2
+    lines = path.read_text().splitlines()
+    for command in set(documented):
+        arguments = command.split()[4:]  # what follows -b FILE -d -y
+        timeline = mactime(path, *arguments)
+        assert len(timeline) == len(lines), command
+        assert not [row for row in timeline if row["Date"].startswith("0000")], command
