@@ -34,7 +34,7 @@ from ..atomic import write_atomic
 from ..errors import Error, InvalidInputError, ReportExistsError
 from ..report import FILE_NAMES as REPORT_FILES
 from ..report import Report, report_paths, write_report
-from ..report.output import check_targets, prepare_directory
+from ..report.output import check_targets, interrupts_deferred, prepare_directory
 from ..report.model import iso_time
 from ..visible import one_line, visible
 from . import inputs, model, render
@@ -314,14 +314,16 @@ def write_fleet(run: FleetRun, options: FleetOptions) -> list[Path]:
     fleet = model.build_fleet(run.ordered_records(), started=run.started, finished=run.finished,
                               cluster=run.cluster, options=options.describe(),
                               interrupted=run.interrupted, notes=run.notes)
+    rendered = {run.out_dir / name: render.RENDERERS[fmt](fleet)
+                for fmt, name in render.FILE_NAMES.items()}
     written = []
-    for fmt, name in render.FILE_NAMES.items():
-        path = run.out_dir / name
-        try:
-            write_atomic(path, render.RENDERERS[fmt](fleet))
-        except OSError as exc:
-            raise InvalidInputError(f"cannot write the fleet report: {exc.strerror or exc}",
-                                    path=str(path)) from None
-        written.append(path)
+    with interrupts_deferred():  # fleet.json, .csv and .html describe the same run
+        for path, text in rendered.items():
+            try:
+                write_atomic(path, text)
+            except OSError as exc:
+                raise InvalidInputError(f"cannot write the fleet report: {exc.strerror or exc}",
+                                        path=str(path)) from None
+            written.append(path)
     run.written = written
     return written

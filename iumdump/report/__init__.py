@@ -2,14 +2,14 @@
 renderings — report.json (:mod:`.jsonreport`, with a JSON Schema), report.md (:mod:`.markdown`)
 and a self-contained report.html (:mod:`.html`) — and its exports for other tools: a Sleuth Kit
 body file (:mod:`.bodyfile`) and CASE/UCO JSON-LD (:mod:`.case`); all written atomically
-(:mod:`.atomic`)."""
+(:mod:`.output`, :mod:`iumdump.atomic`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from . import bodyfile, case, html, jsonreport, markdown
-from .output import prepare_directory, write_reports
+from .output import interrupts_deferred, prepare_directory, write_reports
 from .model import REPORT_VERSION, Report, build_report
 
 # The reports (written by default) and the exports for timeline and case tools (on request).
@@ -39,16 +39,17 @@ def write_report(report: Report, paths: dict[str, Path], *, force: bool) -> list
     written atomically; none over an existing one unless ``force``."""
     out_dir = next(iter(paths.values())).parent
     prepare_directory(out_dir)
-    written = write_reports({path: render(report, fmt) for fmt, path in paths.items()},
-                            force=force)
-    extra = {}
-    for name, data in report.files.items():
-        target = out_dir / name
-        if target.is_file() and target.read_bytes() == data:
-            continue
-        prepare_directory(target.parent)
-        extra[target] = data
-    return written + write_reports(extra, force=force)
+    rendered = {path: render(report, fmt) for fmt, path in paths.items()}
+    with interrupts_deferred():  # the reports and the files beside them are one set
+        written = write_reports(rendered, force=force)
+        extra = {}
+        for name, data in report.files.items():
+            target = out_dir / name
+            if target.is_file() and target.read_bytes() == data:
+                continue
+            prepare_directory(target.parent)
+            extra[target] = data
+        return written + write_reports(extra, force=force)
 
 
 __all__ = ["DEFAULT_FORMATS", "EXPORT_FILE_NAMES", "EXPORT_FORMATS", "FILE_NAMES", "FORMATS",

@@ -1,14 +1,17 @@
 """Write a set of report files: each atomically (:mod:`iumdump.atomic`), and none over an
 existing one unasked. Existing reports are refused unless ``force`` is set, and the refusal
 happens for every target before the first byte is written, so a set of reports is never half
-replaced.
+replaced; a Ctrl-C that arrives while a set is written takes effect once the set is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from ..atomic import write_atomic
 from ..errors import InvalidInputError, ReportExistsError
@@ -38,20 +41,42 @@ def prepare_directory(directory: Path) -> None:
         raise InvalidInputError("output directory is not writable", path=str(directory))
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt as it would
+    have: the files written in the block are a set, and each alone is only atomic. Only where
+    Python's own handler is in place (the main thread; not where SIGINT is ignored or handled
+    by someone else, and not again inside an outer block)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
+
+
 def write_reports(files: Mapping[Path, str | bytes], *, force: bool = False) -> list[Path]:
     """Write every file atomically after checking that none would be overwritten unasked.
     Returns the paths written, in the order given."""
     paths = list(files)
     check_targets(paths, force=force)
     written: list[Path] = []
-    for path in paths:
-        try:
-            write_atomic(path, files[path], what="report")
-        except OSError as exc:
-            raise InvalidInputError(f"cannot write report: {exc.strerror or exc}",
-                                    path=str(path)) from None
-        written.append(path)
+    with interrupts_deferred():
+        for path in paths:
+            try:
+                write_atomic(path, files[path], what="report")
+            except OSError as exc:
+                raise InvalidInputError(f"cannot write report: {exc.strerror or exc}",
+                                        path=str(path)) from None
+            written.append(path)
     return written
 
 
-__all__ = ["check_targets", "prepare_directory", "write_atomic", "write_reports"]
+__all__ = ["check_targets", "interrupts_deferred", "prepare_directory", "write_atomic",
+           "write_reports"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from types import SimpleNamespace
 
 import jsonschema
@@ -121,3 +122,26 @@ def test_an_error_about_a_hostile_file_name_is_escaped_once():
     # The client's own errors about a dump (a lost worker, a timeout) name it the same way.
     lost = _lost_worker_message(dump, 0, 2, FleetOptions(), SimpleNamespace(memory_limit=None))
     assert lost.startswith(visible(path) + ": the worker running it was lost")
+
+
+def test_ctrl_c_while_the_fleet_report_is_written_finishes_it(tmp_path, monkeypatch):
+    """A second Ctrl-C while fleet.json, fleet.csv and fleet.html are written left fleet.json
+    alone, describing a run whose CSV and HTML were missing or from an earlier run."""
+    import signal
+
+    from iumdump.fleet import run as fleet_run
+
+    real, written = fleet_run.write_atomic, []
+
+    def write_then_interrupt(path, data, **kwargs):
+        real(path, data, **kwargs)
+        written.append(path.name)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(fleet_run, "write_atomic", write_then_interrupt)
+    done = fleet_run.FleetRun(out_dir=tmp_path, planned=[], finished=1_700_000_060.0,
+                              cluster=fleet_of([])["run"]["cluster"])
+    with pytest.raises(KeyboardInterrupt):
+        fleet_run.write_fleet(done, FleetOptions())
+    assert sorted(written) == ["fleet.csv", "fleet.html", "fleet.json"]

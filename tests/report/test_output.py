@@ -70,3 +70,29 @@ def test_mode_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_ctrl_c_while_a_set_is_written_finishes_the_set_first(tmp_path, monkeypatch):
+    """Ctrl-C between two files of a set left report.json without report.md and report.html
+    (seen with ``iumdump fleet``: a dump recorded as interrupted beside a lone report.json). The
+    interrupt now waits until the set is written, then stops the run as before."""
+    import signal
+
+    from iumdump import atomic
+
+    written = []
+    real = atomic.write_atomic
+
+    def write_then_interrupt(path, data, **kwargs):
+        real(path, data, **kwargs)
+        written.append(Path(path).name)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends on Ctrl-C
+
+    monkeypatch.setattr(output, "write_atomic", write_then_interrupt)
+    files = {tmp_path / name: "x" for name in ("report.json", "report.md", "report.html")}
+    with pytest.raises(KeyboardInterrupt):
+        output.write_reports(files)
+    assert written == ["report.json", "report.md", "report.html"]
+    assert sorted(os.listdir(tmp_path)) == ["report.html", "report.json", "report.md"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
