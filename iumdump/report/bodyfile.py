@@ -23,6 +23,11 @@ What goes in, each its own line:
   CreateTime), at the start of the analysis in ctime (``c``: when the statement was recorded), so
   that no finding is left out.
 
+A body file counts Unix seconds, and mactime drops a time that is not after 1970-01-01 (it
+takes 0 for "none" and skips what precedes its start date). A FILETIME before that (smear or
+forgery: no Windows ran then) is therefore never written as such: the event goes at the start of
+the analysis in ctime, its recorded time in the name, and the findings about that process too.
+
 Names are text from the dump: characters that do not print are written as visible escapes
 (``\\x07``, ``\\u202e``), and ``%`` and ``|`` as ``%25`` and ``%7C``, which mactime decodes back
 (it splits each line at ``|`` and then decodes ``%XX``); a name therefore never adds a field or
@@ -94,26 +99,38 @@ def _describe(process: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def body_seconds(iso: str | None) -> int | None:
+    """Unix seconds of a time a body file can hold (after 1970-01-01), else None."""
+    seconds = unix_seconds(iso)
+    return seconds if seconds is not None and seconds > 0 else None
+
+
 def lines(report: Report) -> Iterator[BodyLine]:
     """The process events, then the findings, in report order."""
     by_offset = {p["offset"]: p for p in report.processes}
+    analysed = body_seconds(report.analysis.get("started")) or NO_TIME
     for process in report.processes:
         if process["verdict"] not in TIMELINE_VERDICTS:
             continue
         inode = process["pid"] or 0
-        created = unix_seconds(process.get("create_time"))
-        exited = unix_seconds(process.get("exit_time"))
-        if created is not None:
-            yield BodyLine(f"iumdump: {_describe(process)} created", inode, crtime=created)
-        if exited is not None:
-            yield BodyLine(f"iumdump: {_describe(process)} exited", inode, mtime=exited)
-    analysed = unix_seconds(report.analysis.get("started")) or NO_TIME
+        for event, key, field in (("created", "create_time", "crtime"),
+                                  ("exited", "exit_time", "mtime")):
+            when = process.get(key)
+            if when is None:
+                continue
+            name = f"iumdump: {_describe(process)} {event}"
+            seconds = body_seconds(when)
+            if seconds is not None:
+                yield BodyLine(name, inode, **{field: seconds})
+            else:
+                yield BodyLine(f"{name} (recorded as {when}; placed at the time of analysis)",
+                               inode, ctime=analysed)
     for finding in report.findings:
         process = by_offset.get(finding.get("offset"))
         name = f"iumdump finding [{finding['severity']}] {finding['kind']}: {finding['message']}"
         inode = finding["pid"] or 0
-        created = unix_seconds(process.get("create_time")) if process else None
-        exited = unix_seconds(process.get("exit_time")) if process else None
+        created = body_seconds(process.get("create_time")) if process else None
+        exited = body_seconds(process.get("exit_time")) if process else None
         if finding["kind"] in EXIT_FINDINGS and exited is not None:
             yield BodyLine(name, inode, mtime=exited)
         elif created is not None:

@@ -170,3 +170,27 @@ def test_the_documented_mactime_command_lists_each_event_once(adversarial):
         timeline = mactime(path, *arguments)
         assert len(timeline) == len(lines), command
         assert not [row for row in timeline if row["Date"].startswith("0000")], command
+
+
+@needs_mactime
+def test_a_time_before_1970_is_not_lost(tmp_path):
+    """A FILETIME before the Unix epoch (a smeared or forged CreateTime: 1601-01-11) became a
+    negative body-file time, which mactime drops: the secure process's creation and the findings
+    about it vanished from the timeline. Such a time is now placed at the time of analysis, its
+    recorded value in the name, like a finding without a time."""
+    procs, accounting = credential_guard_machine()
+    procs.append(process("BioIso.exe", 6666, secure_state=0x7001,
+                         create_time=10 * 86_400 * 10_000_000, exit_time=0))
+    report = make_report(procs, accounting)
+    rows = fields_of(bodyfile.render(report))
+    assert all(int(value) >= 0 for row in rows for value in row[7:])
+    mine = [row for row in rows if row[2] == "6666"]
+    created = [row for row in mine if "BioIso.exe" in row[1] and " created" in row[1]]
+    assert [row[1].endswith("1601-01-11T00:00:00Z; placed at the time of analysis)")
+            for row in created] == [True]
+    assert all(row[9] == str(unix(report.analysis["started"])) for row in mine)
+    path = tmp_path / "report.body"
+    path.write_text(bodyfile.render(report))
+    timeline = mactime(path, "1970-01-02")
+    assert len(timeline) == len(rows)
+    assert sum(1 for row in timeline if row["Meta"] == "6666") == len(mine) > 1
