@@ -8,10 +8,11 @@ TSK 3.x writes one line per item, eleven ``|``-separated fields
 
 with the times in Unix seconds; mactime needs at least one of them non-zero and prints the other
 fields as they are (it lists a zero time too, as 0000-00-00, unless given a start date:
-``mactime -b report.body -d -y 1970-01-02``). Every field is filled here, because plaso and mactime skip a line with an
-empty one: MD5 ``0`` (TSK's "not hashed"), inode the PID (``0`` for a finding about the machine),
-mode ``-/----------`` (TSK's mode string of an entry with no file type), UID, GID and size ``0``,
-and ``0`` for each time an event does not have (as fls writes a missing crtime).
+``mactime -b report.body -d -y 1970-01-02``). Every field is filled here, because plaso and
+mactime skip a line with an empty one: MD5 ``0`` (TSK's "not hashed"), inode the PID (``0`` for
+a finding about the machine), mode ``-/----------`` (TSK's mode string of an entry with no file
+type), UID, GID and size ``0``, and ``0`` for each time an event does not have (as fls writes a
+missing crtime).
 
 What goes in, each its own line:
 

@@ -162,7 +162,8 @@ def test_the_documented_mactime_command_lists_each_event_once(adversarial):
     _, _, path = adversarial
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     helps = build_parser()._subparsers._group_actions[0].choices["analyze"].epilog
-    documented = re.findall(r"mactime -b \S+ -d -y(?: [0-9-]+)?", " ".join((readme + helps).split()))
+    text = " ".join((readme + helps).split())
+    documented = re.findall(r"mactime -b \S+ -d -y(?: [0-9-]+)?", text)
     assert len(documented) >= 2
     lines = path.read_text().splitlines()
     for command in set(documented):
