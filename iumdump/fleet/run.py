@@ -206,25 +206,33 @@ class _Writer:
         report_dict = None
         error = outcome.error
         status = outcome.status
+        interrupted = False
         try:
             if status == ANALYSED:
-                report_dict = self._write(dump, outcome.report, force=True)
+                report_dict = outcome.report.as_dict()
+                self._write(dump, outcome.report, force=True)
             elif status == RESUMED:
                 report_dict = item.earlier
                 self._write(dump, Report.from_dict(item.earlier), force=False, missing_only=True)
         except Error as err:  # the output directory failed us (disk full, permissions)
             error = f"{visible(dump.path)}: reports not written: {err}"
             status, report_dict = FAILED, None
+        except KeyboardInterrupt:  # Ctrl-C waits for a set of reports: all written, or none
+            interrupted = True
         record = model.dump_record(
             dump, status, report=report_dict, reports=self._report_files(dump), error=error,
             note=outcome.note, task_seconds=outcome.seconds, worker=outcome.worker,
             host=outcome.host, worker_rss=outcome.worker_rss,
             worker_peak_rss=outcome.worker_peak_rss, size=item.size, modified=item.modified)
+        if interrupted:
+            if record["reports"]:  # its reports are on disk: say so in the fleet report
+                self.run.records[dump.path] = record
+            raise KeyboardInterrupt
         self.run.records[dump.path] = record
         return record
 
     def _write(self, dump: inputs.FleetDump, report: Report, *, force: bool,
-               missing_only: bool = False) -> dict:
+               missing_only: bool = False) -> None:
         """analyze's own writer (:func:`iumdump.report.write_report`): the same renderings and
         saved files, each written atomically."""
         paths = report_paths(self.run.out_dir / dump.report_dir, self.options.formats)
@@ -232,7 +240,6 @@ class _Writer:
             paths = {fmt: path for fmt, path in paths.items() if not path.exists()}
         if paths:
             write_report(report, paths, force=force)
-        return report.as_dict()
 
 
 def execute(run: FleetRun, cluster, options: FleetOptions,

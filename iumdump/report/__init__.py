@@ -38,9 +38,9 @@ def write_report(report: Report, paths: dict[str, Path], *, force: bool) -> list
     ``-s OUTDIR/symbols``; one already there with the same content is left alone). Each file is
     written atomically; none over an existing one unless ``force``."""
     out_dir = next(iter(paths.values())).parent
-    prepare_directory(out_dir)
     rendered = {path: render(report, fmt) for fmt, path in paths.items()}
-    with interrupts_deferred():  # the reports and the files beside them are one set
+    with interrupts_deferred():  # Ctrl-C waits for the reports and the files beside them
+        prepare_directory(out_dir)
         written = write_reports(rendered, force=force)
         extra = {}
         for name, data in report.files.items():

@@ -145,3 +145,36 @@ def test_ctrl_c_while_the_fleet_report_is_written_finishes_it(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         fleet_run.write_fleet(done, FleetOptions())
     assert sorted(written) == ["fleet.csv", "fleet.html", "fleet.json"]
+
+
+def test_ctrl_c_while_a_dump_s_reports_are_written(reports, tmp_path, monkeypatch):
+    """Ctrl-C between a dump's report.json and its report.md left report.json alone, and the
+    fleet report called the dump interrupted beside it. Now the set is finished first and the
+    fleet report says the dump was analysed; the run then stops as before."""
+    import signal
+
+    from iumdump.fleet import run as fleet_run
+    from iumdump.fleet.task import DumpJob, DumpOutcome
+    from iumdump.report import Report
+    from iumdump.report import output as report_output
+
+    real, written = report_output.write_atomic, []
+
+    def write_then_interrupt(path, data, **kwargs):
+        real(path, data, **kwargs)
+        written.append(path.name)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(report_output, "write_atomic", write_then_interrupt)
+    dump = FleetDump(path="/evidence/ws01/memory.dmp", given="ws01", report_id="ws01-00000000")
+    item = fleet_run.Planned(dump, DumpJob(path=dump.path, report_id=dump.report_id), 1, None)
+    done = fleet_run.FleetRun(out_dir=tmp_path, planned=[item])
+    outcome = DumpOutcome(path=dump.path, status="analysed",
+                          report=Report.from_dict(reports["credential-guard"]))
+    with pytest.raises(KeyboardInterrupt):
+        fleet_run._Writer(done, FleetOptions()).record(item, outcome)
+    assert sorted(os.listdir(tmp_path / dump.report_dir)) == ["report.html", "report.json",
+                                                              "report.md"]
+    [record] = done.ordered_records()
+    assert record["status"] == "analysed" and sorted(record["reports"]) == ["html", "json", "md"]
