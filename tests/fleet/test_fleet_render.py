@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import signal
 from types import SimpleNamespace
 
 import jsonschema
@@ -16,8 +17,12 @@ from markers import SLOW
 from iumdump.commands.analyze import analyze
 from iumdump.errors import InvalidInputError
 from iumdump.fleet import model, render
+from iumdump.fleet import run as fleet_run
 from iumdump.fleet.inputs import FleetDump
 from iumdump.fleet.run import FleetOptions, _lost_worker_message
+from iumdump.fleet.task import DumpJob, DumpOutcome
+from iumdump.report import Report
+from iumdump.report import output as report_output
 from iumdump.visible import visible
 
 pytestmark = SLOW  # dumps analysed for the fleet reports
@@ -124,14 +129,10 @@ def test_an_error_about_a_hostile_file_name_is_escaped_once():
     assert lost.startswith(visible(path) + ": the worker running it was lost")
 
 
-def test_ctrl_c_while_the_fleet_report_is_written_finishes_it(tmp_path, monkeypatch):
-    """A second Ctrl-C while fleet.json, fleet.csv and fleet.html are written left fleet.json
-    alone, describing a run whose CSV and HTML were missing or from an earlier run."""
-    import signal
-
-    from iumdump.fleet import run as fleet_run
-
-    real, written = fleet_run.write_atomic, []
+def interrupt_after_first_write(monkeypatch, module) -> list[str]:
+    """Make ``module.write_atomic`` send this process SIGINT, as Ctrl-C in a terminal does,
+    once its first file is written; returns the names it writes."""
+    real, written = module.write_atomic, []
 
     def write_then_interrupt(path, data, **kwargs):
         real(path, data, **kwargs)
@@ -139,7 +140,13 @@ def test_ctrl_c_while_the_fleet_report_is_written_finishes_it(tmp_path, monkeypa
         if len(written) == 1:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(fleet_run, "write_atomic", write_then_interrupt)
+    monkeypatch.setattr(module, "write_atomic", write_then_interrupt)
+    return written
+
+def test_ctrl_c_while_the_fleet_report_is_written_finishes_it(tmp_path, monkeypatch):
+    """A second Ctrl-C while fleet.json, fleet.csv and fleet.html are written left fleet.json
+    alone, describing a run whose CSV and HTML were missing or from an earlier run."""
+    written = interrupt_after_first_write(monkeypatch, fleet_run)
     done = fleet_run.FleetRun(out_dir=tmp_path, planned=[], finished=1_700_000_060.0,
                               cluster=fleet_of([])["run"]["cluster"])
     with pytest.raises(KeyboardInterrupt):
@@ -151,22 +158,7 @@ def test_ctrl_c_while_a_dump_s_reports_are_written(reports, tmp_path, monkeypatc
     """Ctrl-C between a dump's report.json and its report.md left report.json alone, and the
     fleet report called the dump interrupted beside it. Now the set is finished first and the
     fleet report says the dump was analysed; the run then stops as before."""
-    import signal
-
-    from iumdump.fleet import run as fleet_run
-    from iumdump.fleet.task import DumpJob, DumpOutcome
-    from iumdump.report import Report
-    from iumdump.report import output as report_output
-
-    real, written = report_output.write_atomic, []
-
-    def write_then_interrupt(path, data, **kwargs):
-        real(path, data, **kwargs)
-        written.append(path.name)
-        if len(written) == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(report_output, "write_atomic", write_then_interrupt)
+    interrupt_after_first_write(monkeypatch, report_output)
     dump = FleetDump(path="/evidence/ws01/memory.dmp", given="ws01", report_id="ws01-00000000")
     item = fleet_run.Planned(dump, DumpJob(path=dump.path, report_id=dump.report_id), 1, None)
     done = fleet_run.FleetRun(out_dir=tmp_path, planned=[item])
