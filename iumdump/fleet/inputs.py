@@ -63,8 +63,14 @@ def report_id(path: str) -> str:
 def _walk(directory: str, skip: Sequence[str]) -> Iterable[str]:
     """Files under ``directory`` with a dump extension, hidden entries and ``skip`` (the output
     directory, should it lie inside) left out; symbolic links to directories are not followed
-    (no loops), links to files are."""
-    for root, dirs, files in os.walk(directory, onerror=None, followlinks=False):
+    (no loops), links to files are. A folder that cannot be listed is refused, not skipped: a
+    dump in it would be left out of the audit without a word."""
+    def refuse(error: OSError) -> None:
+        raise InvalidInputError(f"cannot read this folder ({error.strerror or error}); make it "
+                                "readable, or name the dumps to analyse",
+                                path=error.filename or directory)
+
+    for root, dirs, files in os.walk(directory, onerror=refuse, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and os.path.abspath(os.path.join(root, d)) not in skip)
         for name in sorted(files):

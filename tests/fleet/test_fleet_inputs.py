@@ -68,3 +68,22 @@ def test_report_folders_are_readable_stable_and_distinct():
     assert first != report_id("/other/WS042/memory.dmp")
     assert report_id("/x/../../etc/pass wd;rm -rf/\u202e.dmp").replace("-", "").replace(
         "_", "").replace(".", "").isalnum()
+
+
+def test_an_unreadable_folder_of_the_evidence_is_refused(evidence, monkeypatch):
+    """os.walk skipped a folder it could not list (onerror=None), so a machine's dump in a
+    folder without read permission was silently left out of the audit. Reading a directory as
+    root ignores its mode, hence the refusal is provoked through os.scandir."""
+    real = os.scandir
+    unreadable = str(evidence / "ws02")
+
+    def scandir(path="."):
+        if os.fspath(path) == unreadable:
+            raise PermissionError(13, "Permission denied", unreadable)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(InvalidInputError) as refused:
+        expand([str(evidence)])
+    assert str(refused.value).startswith(f"{unreadable}: cannot read this folder (Permission "
+                                         "denied)")
