@@ -148,6 +148,9 @@ def _earlier_report(out_dir: Path, dump: inputs.FleetDump, size: int | None,
 
 
 def plan(arguments: list[str], out_dir: Path, options: FleetOptions) -> list[Planned]:
+    if options.resume and "json" not in options.formats:
+        raise InvalidInputError("--resume reads each dump's report.json to know it is done: keep "
+                                "json in --format")
     for directory in options.symbol_dirs:
         if not os.path.isdir(directory):
             raise InvalidInputError("symbol directory does not exist or is not a directory",

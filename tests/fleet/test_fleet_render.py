@@ -170,3 +170,14 @@ def test_ctrl_c_while_a_dump_s_reports_are_written(reports, tmp_path, monkeypatc
                                                               "report.md"]
     [record] = done.ordered_records()
     assert record["status"] == "analysed" and sorted(record["reports"]) == ["html", "json", "md"]
+
+
+def test_resume_without_report_json_is_refused(tmp_path):
+    """--resume recognises a finished dump by its report.json; with --format md (no json) it
+    found none and silently analysed every dump again."""
+    (tmp_path / "ws01.dmp").write_bytes(b"x")
+    with pytest.raises(InvalidInputError, match="--resume reads each dump's report.json"):
+        fleet_run.plan([str(tmp_path / "ws01.dmp")], tmp_path / "audit",
+                       FleetOptions(formats=("md", "html"), resume=True))
+    assert fleet_run.plan([str(tmp_path / "ws01.dmp")], tmp_path / "audit",
+                          FleetOptions(formats=("json",), resume=True))
