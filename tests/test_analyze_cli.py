@@ -345,3 +345,21 @@ def test_credential_guard_with_kuser_everywhere_is_inaccessible_not_readable(syn
     markdown = (tmp_path / "report.md").read_text()
     assert "shared-user-data" in markdown and "control: " in markdown
     assert "shared user data page" in (tmp_path / "report.html").read_text()
+
+
+def test_ctrl_c_during_the_analysis_exits_130_and_leaves_no_report(synth_dump, tmp_path,
+                                                                   monkeypatch):
+    """The exit status --help documents for an interrupt; the sha256 child is stopped and no
+    report, whole or partial, is left behind."""
+    from iumdump.analysis import engine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "collect", interrupted)
+    result = synth_dump("credential-guard", "crash-bitmap")
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("analyze", str(result.dump_path), "-s", str(result.symbols_dir),
+                              "-o", str(out), "--offline", "-q")
+    assert (code, stderr) == (130, "iumdump: interrupted\n")
+    assert not out.exists() or not any(out.iterdir())

@@ -37,7 +37,8 @@ temporary directory, its index of the symbol tables to iumdump's own cache
 
 Exit status: 0 on success; 2 with one line on stderr for bad input (a missing, empty, truncated or
 unrecognised dump, no Windows kernel in it, missing, damaged or wrong symbols, an existing
-report)."""
+report); 1 for an internal error (one line; IUMDUMP_TRACEBACK=1 shows where); 130 when
+interrupted (no report is left half-written)."""
 
 EPILOG = """\
 examples:
