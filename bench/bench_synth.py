@@ -119,7 +119,7 @@ WRITER_CHILD = r"""
 import sys, time
 from iumdump.slat.machine import FrameRanges, SlatMachine
 from iumdump.slat.memory import GuestPhysicalMemory
-from iumdump.slat.writers import KernelFacts, write_dump
+from iumdump.slat.writers import KERNEL_ONLY_FORMATS, KernelFacts, write_dump
 size, fmt, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 memory = GuestPhysicalMemory(size, seed=1)
 frames = memory.frame_count
@@ -133,8 +133,9 @@ for page in range(2000):                                        # ... and 2000 s
     machine.modify_vtl_protection_mask(((frames // 2000 * page) + 7) << 12, 1, 0)
 facts = KernelFacts(0x1AD000, 0xFFFFFA8000000000, 0xFFFFF80000001000, 0xFFFFF80000002000,
                     0xFFFFF80000003000)
-# A live kernel dump leaves user memory out: say the upper half of what is in use is user pages.
-user = FrameRanges([(frames * 9 // 20, frames * 9 // 10)]) if fmt == "crash-live" else None
+# A kernel-only dump leaves user memory out: say the upper half of what is in use is user pages.
+user = (FrameRanges([(frames * 9 // 20, frames * 9 // 10)])
+        if fmt in KERNEL_ONLY_FORMATS else None)
 start = time.perf_counter()
 result = write_dump(machine, path, fmt, facts, progress=False, not_kernel=user)
 print(f"{time.perf_counter() - start:.6f} {result.data_bytes}")

@@ -16,7 +16,12 @@ FORMAT_HELP = {
     "crash-live": "live kernel memory dump (DumpType 6, SDMP, Task Manager); kernel memory "
                   "only: every process's user pages left out (read it with vol -p \"$(iumdump "
                   "plugins)\")",
+    "crash-kernel": "kernel memory dump written at a bug check (DumpType 6, SDMP, bug check 0xE2 "
+                    "MANUALLY_INITIATED_CRASH), the file an automatic memory dump is too; kernel "
+                    "memory only, as crash-live (read it with vol -p \"$(iumdump plugins)\")",
 }
+# DumpType 6, which Volatility 3 reads only through iumdump's layer.
+NEEDS_PLUGINS = ("crash-live", "crash-kernel")
 
 
 def register(subparsers) -> None:
@@ -76,7 +81,7 @@ def _run(args) -> int:
               f"{result.format} dump, kernel {truth['kernel']['build']} "
               f"{truth['kernel']['pdb_guid']}-{truth['kernel']['pdb_age']}", file=sys.stderr)
         print(f"  {result.dump_path}\n  {result.isf_path}\n  {result.truth_path}", file=sys.stderr)
-        plugins = ' -p "$(iumdump plugins)"' if result.format == "crash-live" else ""
+        plugins = ' -p "$(iumdump plugins)"' if result.format in NEEDS_PLUGINS else ""
         print(f"  vol{plugins} -f {result.dump_path} -s {result.symbols_dir} windows.pslist",
               file=sys.stderr)
     return 0

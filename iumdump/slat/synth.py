@@ -37,7 +37,9 @@ from .scenario import (
     Scenario, default_paged_pool_pages, default_pool_pages, expand_fleet, load, parse_size,
 )
 from .truth import build_truth, write_truth
-from .writers import FORMATS, KernelFacts, WriteResult, default_filename, write_dump
+from .writers import (
+    FORMATS, KERNEL_ONLY_FORMATS, KernelFacts, WriteResult, default_filename, write_dump,
+)
 
 DEFAULT_SCENARIO = "credential-guard"
 DEFAULT_FORMAT = "crash-bitmap"
@@ -124,7 +126,8 @@ def synthesize(scenario: str | os.PathLike | Scenario = DEFAULT_SCENARIO,
         minor_version=built.build,
         system_up_time=built.system_time - windows_time(loaded.boot_time))
     dump_path = out / default_filename(fmt)
-    not_kernel = not_kernel_frames(built, kernel.standby_frames) if fmt == "crash-live" else None
+    not_kernel = (not_kernel_frames(built, kernel.standby_frames)
+                  if fmt in KERNEL_ONLY_FORMATS else None)
     result = write_dump(machine, dump_path, fmt, facts, progress=progress, not_kernel=not_kernel)
     symbols_dir = out / "symbols"
     isf_path = _write_symbols(symbols, isf, symbols_dir)
@@ -141,7 +144,7 @@ def synthesize(scenario: str | os.PathLike | Scenario = DEFAULT_SCENARIO,
 def not_kernel_frames(built: KernelBuild, standby: Iterable[tuple[int, int]]) -> FrameRanges:
     """The frames that are not kernel memory: every process's user pages (but the shared user
     data page, a kernel frame every process maps) and the standby pages no one maps. What a live
-    kernel dump leaves out."""
+    kernel dump, and a kernel memory dump written at a bug check, leave out."""
     ranges: list[tuple[int, int]] = list(standby)
     for process in built.processes:
         for region in process.regions:

@@ -14,6 +14,15 @@ took away. What the tool does about it depends on the format (DESIGN §6):
   Manager's "Create live kernel memory dump file" writes it: the bitmap layout of DumpType 5 with
   kernel memory only — every process's user pages (and pages no one maps) are left out, the page
   tables, pool and kernel image kept; refused frames are left out too.
+* ``crash-kernel`` — a kernel memory dump as Windows writes it at a bug check (an automatic memory
+  dump is the same file, only its page file is sized differently: Microsoft's "Automatic Memory
+  Dump" page). The file is laid out as ``crash-live`` is, with the same DumpType 6: Microsoft's
+  ``DUMP_TYPE`` enum for bug check callbacks (``KBUGCHECK_SECONDARY_DUMP_DATA_EX.DumpType``,
+  wdm.h) calls 6 ``DUMP_TYPE_BITMAP_KERNEL`` and 5 ``DUMP_TYPE_BITMAP_FULL``, rizin's
+  ``dmp_specs.h`` ``DMP_DUMPTYPE_BITMAPKERNEL``, and automatic dumps after NotMyFault's crash
+  are DumpType 6 (kdmp-parser issue #26, Volatility 3 issue #1112). Kernel memory only, as in
+  ``crash-live``; what differs is the bug check: a crash an analyst forces from the keyboard,
+  MANUALLY_INITIATED_CRASH (0xE2, parameters all zero; Microsoft's "Bug Check 0xE2" page).
 * ``host`` — the raw format read through the host view (everything readable), like a host-side
   capture with LiveCloudKd.
 
@@ -27,7 +36,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from tqdm import tqdm
@@ -44,16 +53,24 @@ from .ept import EPT_READ
 from .machine import FrameRanges, SlatMachine
 from .memory import FRAME_FREE
 
-FORMATS = ("raw", "crash-full", "crash-bitmap", "host", "crash-live")
-CRASH_FORMATS = ("crash-full", "crash-bitmap", "crash-live")
-BITMAP_FORMATS = ("crash-bitmap", "crash-live")
+FORMATS = ("raw", "crash-full", "crash-bitmap", "host", "crash-live", "crash-kernel")
+CRASH_FORMATS = ("crash-full", "crash-bitmap", "crash-live", "crash-kernel")
+BITMAP_FORMATS = ("crash-bitmap", "crash-live", "crash-kernel")
+KERNEL_ONLY_FORMATS = ("crash-live", "crash-kernel")  # they leave every process's user pages out
 EXTENSIONS = {"raw": "raw", "crash-full": "dmp", "crash-bitmap": "dmp", "host": "raw",
-              "crash-live": "dmp"}
-# DumpType and _SUMMARY_DUMP signature of each bitmap format.
+              "crash-live": "dmp", "crash-kernel": "dmp"}
+# DumpType and _SUMMARY_DUMP signature of each bitmap format. DumpType 6 is DUMP_TYPE_BITMAP_KERNEL
+# whoever writes it, Task Manager's live dump or the kernel at a bug check.
 BITMAP_KINDS = {"crash-bitmap": (DumpType.BITMAP, FULL_BITMAP_DUMP_SIGNATURE),
-                "crash-live": (DumpType.LIVE_KERNEL, SUMMARY_DUMP_SIGNATURE)}
+                "crash-live": (DumpType.LIVE_KERNEL, SUMMARY_DUMP_SIGNATURE),
+                "crash-kernel": (DumpType.LIVE_KERNEL, SUMMARY_DUMP_SIGNATURE)}
 
 BUGCHECK_LIVE_SYSTEM_DUMP = 0x161  # the bug check code of a dump taken from a running system
+# A crash forced from the keyboard (CrashOnCtrlScroll) or a kernel debugger: Microsoft's "Bug Check
+# 0xE2 MANUALLY_INITIATED_CRASH", windows-sys MANUALLY_INITIATED_CRASH = 226; no parameters.
+BUGCHECK_MANUALLY_INITIATED_CRASH = 0xE2
+# The bug check each format's header records unless KernelFacts names one.
+FORMAT_BUGCHECKS = {"crash-kernel": BUGCHECK_MANUALLY_INITIATED_CRASH}
 _CHUNK_PAGES = 1024                # 4 MiB writes
 
 # What the view gave for a run of frames.
@@ -74,7 +91,7 @@ class KernelFacts:
     kd_debugger_data_block: int
     number_processors: int = 1
     system_time: int = 0                 # FILETIME (100 ns since 1601, UTC)
-    bugcheck_code: int = BUGCHECK_LIVE_SYSTEM_DUMP
+    bugcheck_code: int | None = None     # None: the format's own (FORMAT_BUGCHECKS, else 0x161)
     bugcheck_parameters: tuple[int, int, int, int] = (0, 0, 0, 0)
     machine_image_type: int = IMAGE_FILE_MACHINE_AMD64
     major_version: int = 0xF             # 0xF: free (retail) build
@@ -109,16 +126,18 @@ def write_dump(machine: SlatMachine, path: str | os.PathLike, fmt: str,
                not_kernel: FrameRanges | None = None) -> WriteResult:
     """Acquire ``machine``'s memory into ``path`` in format ``fmt`` (one of FORMATS).
     ``not_kernel``: the frames that are not kernel memory (user pages of every process, pages no
-    one maps), which ``crash-live`` leaves out; it is required for that format only."""
+    one maps), which ``crash-live`` and ``crash-kernel`` leave out; required for those only."""
     _check_format(fmt)
     if fmt in CRASH_FORMATS and facts is None:
         raise InvalidInputError(f"the {fmt} format needs KernelFacts for its header")
-    if fmt == "crash-live" and not_kernel is None:
-        raise InvalidInputError("the crash-live format needs the frames that are not kernel "
+    if fmt in KERNEL_ONLY_FORMATS and not_kernel is None:
+        raise InvalidInputError(f"the {fmt} format needs the frames that are not kernel "
                                 "memory, to leave them out")
+    if facts is not None and facts.bugcheck_code is None:
+        facts = replace(facts, bugcheck_code=FORMAT_BUGCHECKS.get(fmt, BUGCHECK_LIVE_SYSTEM_DUMP))
     view = machine.host_view() if fmt == "host" else machine.view(0)
     plan = list(_plan(machine, view))
-    if fmt == "crash-live":
+    if fmt in KERNEL_ONLY_FORMATS:
         plan = list(_mark(plan, not_kernel, _NOT_KERNEL))
     refused = FrameRanges((s, e) for s, e, state in plan if state == _REFUSED)
     if fmt == "host":
@@ -232,8 +251,8 @@ def _write_flat(view, plan, fd: int, bar, base: int, size: int, header: bytes
 
 def _write_bitmap(machine: SlatMachine, view, plan, facts: KernelFacts, fd: int, bar,
                   dump_type: int, signature: bytes) -> tuple[int, int, int]:
-    """crash-bitmap and crash-live: header, _SUMMARY_DUMP with one bit per stored frame, then
-    those frames."""
+    """The bitmap formats: header, _SUMMARY_DUMP with one bit per stored frame, then those
+    frames."""
     frame_count = machine.frame_count
     bitmap = bytearray(bitmap_bytes(frame_count))
     pages = 0

@@ -4,7 +4,9 @@ unmodified Volatility 3 reading the crash dumps back."""
 from __future__ import annotations
 
 import os
+import struct
 import tracemalloc
+from dataclasses import replace
 
 import pytest
 from volatility3.framework import contexts, exceptions
@@ -17,7 +19,8 @@ from iumdump.slat.machine import (
 )
 from iumdump.slat.memory import PAGE_SIZE, GuestPhysicalMemory
 from iumdump.slat.writers import (
-    BUGCHECK_LIVE_SYSTEM_DUMP, FORMATS, KernelFacts, WriteResult, default_filename, write_dump,
+    BUGCHECK_LIVE_SYSTEM_DUMP, FORMATS, KERNEL_ONLY_FORMATS, KernelFacts, WriteResult,
+    default_filename, write_dump,
 )
 from iumdump.structs.crashdump import (
     DUMP_HEADER64_SIZE, PhysicalMemoryRun, parse_dump_header, parse_summary_dump,
@@ -68,7 +71,7 @@ def machine() -> SlatMachine:
 def dumps(machine, tmp_path_factory) -> dict[str, WriteResult]:
     out = tmp_path_factory.mktemp("dumps")
     return {fmt: write_dump(machine, out / f"{fmt}.bin", fmt, FACTS, progress=False,
-                            not_kernel=NOT_KERNEL if fmt == "crash-live" else None)
+                            not_kernel=NOT_KERNEL if fmt in KERNEL_ONLY_FORMATS else None)
             for fmt in FORMATS}
 
 
@@ -163,9 +166,40 @@ def test_crash_live_keeps_kernel_memory_only(machine, dumps):
     assert result.zero_filled_pfns == [] and result.refused_pfns == REFUSED
 
 
-def test_crash_live_needs_to_know_what_is_not_kernel_memory(machine, tmp_path):
+# _DUMP_HEADER64 offsets as kdmp-parser's HEADER64 (src/lib/kdmp-parser-structs.h) lays them out:
+# BugCheckCode 0x38, BugCheckCodeParameter[4] 0x40, DumpType 0xF98; its BMP_HEADER64 at 0x2000.
+BUGCHECK_CODE_AT, BUGCHECK_PARAMETERS_AT, DUMP_TYPE_AT, BMP_HEADER_AT = 0x38, 0x40, 0xF98, 0x2000
+
+
+def test_crash_kernel_is_the_live_dumps_file_written_at_a_keyboard_bug_check(dumps):
+    """A kernel memory dump written at a bug check is DumpType 6 (DUMP_TYPE_BITMAP_KERNEL) with
+    an SDMP summary, as a live dump is, and holds the same kernel memory: byte for byte the live
+    dump's file but for the bug check, MANUALLY_INITIATED_CRASH (0xE2) with no parameters."""
+    kernel = open(dumps["crash-kernel"].path, "rb").read()
+    live = open(dumps["crash-live"].path, "rb").read()
+    assert kernel[:8] == b"PAGEDU64" and kernel[BMP_HEADER_AT:BMP_HEADER_AT + 8] == b"SDMPDUMP"
+    assert struct.unpack_from("<I", kernel, DUMP_TYPE_AT) == (6,)
+    assert struct.unpack_from("<I", kernel, BUGCHECK_CODE_AT) == (0xE2,)
+    assert struct.unpack_from("<4Q", kernel, BUGCHECK_PARAMETERS_AT) == (0, 0, 0, 0)
+    assert struct.unpack_from("<I", live, BUGCHECK_CODE_AT) == (BUGCHECK_LIVE_SYSTEM_DUMP,)
+    assert len(kernel) == len(live)
+    assert kernel[:BUGCHECK_CODE_AT] == live[:BUGCHECK_CODE_AT]
+    assert kernel[BUGCHECK_CODE_AT + 4:] == live[BUGCHECK_CODE_AT + 4:]
+    assert dumps["crash-kernel"].absent_pfns == dumps["crash-live"].absent_pfns
+
+
+def test_a_bug_check_named_in_the_facts_is_the_one_written(machine, tmp_path):
+    facts = replace(FACTS, bugcheck_code=0xD1, bugcheck_parameters=(1, 2, 3, 4))
+    result = write_dump(machine, tmp_path / "k.dmp", "crash-kernel", facts, progress=False,
+                        not_kernel=NOT_KERNEL)
+    head = open(result.path, "rb").read(DUMP_HEADER64_SIZE)
+    assert struct.unpack_from("<I4xQQQQ", head, BUGCHECK_CODE_AT) == (0xD1, 1, 2, 3, 4)
+
+
+@pytest.mark.parametrize("fmt", KERNEL_ONLY_FORMATS)
+def test_crash_live_needs_to_know_what_is_not_kernel_memory(machine, tmp_path, fmt):
     with pytest.raises(InvalidInputError, match="not kernel memory"):
-        write_dump(machine, tmp_path / "live.dmp", "crash-live", FACTS, progress=False)
+        write_dump(machine, tmp_path / "live.dmp", fmt, FACTS, progress=False)
     assert os.listdir(tmp_path) == []
 
 
@@ -226,10 +260,12 @@ def test_volatility_opens_the_crash_dumps(machine, dumps, fmt):
                 layer.read(pfn * PAGE_SIZE, 8)
 
 
-def test_stock_volatility_refuses_the_live_dump_and_iumdumps_layer_reads_it(machine, dumps):
-    """Volatility 3's crash dump layer refuses DumpType 6 (why iumdump provides a layer); the
-    subclass reads it with Volatility's own bitmap code."""
-    path = dumps["crash-live"].path
+@pytest.mark.parametrize("fmt", KERNEL_ONLY_FORMATS)
+def test_stock_volatility_refuses_the_live_dump_and_iumdumps_layer_reads_it(machine, dumps, fmt):
+    """Volatility 3's crash dump layer refuses DumpType 6 (why iumdump provides a layer), be it
+    a live dump or a kernel memory dump written at a bug check; the subclass reads it with
+    Volatility's own bitmap code."""
+    path = dumps[fmt].path
     with pytest.raises(crash.WindowsCrashDumpFormatException, match="unsupported dump format"):
         volatility_layer(path, crash.WindowsCrashDump64Layer)
     base = volatility_layer(path, None)
@@ -342,4 +378,4 @@ def test_bad_requests_are_refused(tmp_path):
 
 def test_default_filenames_follow_the_synth_contract():
     assert [default_filename(fmt) for fmt in FORMATS] == [
-        "memory.raw", "memory.dmp", "memory.dmp", "memory.raw", "memory.dmp"]
+        "memory.raw", "memory.dmp", "memory.dmp", "memory.raw", "memory.dmp", "memory.dmp"]
