@@ -25,12 +25,14 @@ from truth_pages import user_memory_captured
 # adversarial one in each other format: zero-filled (raw, complete crash dump) and readable (a
 # host-side capture). Then the adversarial machine laid out by the real 1607 and 2004 kernels'
 # symbol tables (SecurePid and TrustletIdentity on 1607), where ../shared/isf has them. And live
-# kernel dumps (DumpType 6), which hold no process's user pages: nothing is blamed on VTL1.
+# kernel dumps and a kernel memory dump written at a bug check (both DumpType 6), which hold no
+# process's user pages: nothing is blamed on VTL1.
 CASES = [("credential-guard", "crash-bitmap", "builtin"), ("no-vbs", "crash-bitmap", "builtin"),
          ("adversarial", "crash-bitmap", "builtin"), ("adversarial", "raw", "builtin"),
          ("adversarial", "crash-full", "builtin"), ("adversarial", "host", "builtin"),
          ("adversarial", "crash-bitmap", "14393"), ("adversarial", "crash-bitmap", "19041"),
-         ("credential-guard", "crash-live", "builtin"), ("adversarial", "crash-live", "19041")]
+         ("credential-guard", "crash-live", "builtin"), ("adversarial", "crash-live", "19041"),
+         ("adversarial", "crash-kernel", "builtin")]
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -126,7 +128,9 @@ def test_dump_and_kernel_identity(analyzed):
     assert report["dump"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert report["dump"]["size"] == len(data)
     assert report["dump"]["path"] == str(Path(result.dump_path).resolve())
-    assert report["dump"]["format"] == ("raw" if result.format == "host" else result.format)
+    # DumpType 6 is named crash-live whoever wrote it (Task Manager, or the kernel at a bug check).
+    assert report["dump"]["format"] == {"host": "raw", "crash-kernel": "crash-live"}.get(
+        result.format, result.format)
     assert report["dump"]["unchanged"] is True
     kernel = result.truth["kernel"]
     assert report["kernel"]["build"] == kernel["build"]
@@ -363,3 +367,27 @@ def test_ctrl_c_during_the_analysis_exits_130_and_leaves_no_report(synth_dump, t
                               "-o", str(out), "--offline", "-q")
     assert (code, stderr) == (130, "iumdump: interrupted\n")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_kernel_memory_dump_written_at_a_bug_check_is_not_captured(synth_dump, tmp_path):
+    """Windows' own crash dump of a Credential Guard machine — a kernel memory dump (or an
+    automatic one, the same file) written at a bug check: DumpType 6, SDMP — holds no process's
+    user pages. LsaIso.exe's absent pages are the dump's doing, not VTL1's: not-captured, and no
+    finding claims VTL1 protection or readable trustlet memory."""
+    result = synth_dump("credential-guard", "crash-kernel")
+    code, _, stderr = run_cli("analyze", str(result.dump_path), "-s", str(result.symbols_dir),
+                              "-o", str(tmp_path), "--offline", "-q", "--format", "json")
+    assert (code, stderr) == (0, "")
+    report = json.loads((tmp_path / "report.json").read_text())
+    dump = report["dump"]
+    assert (dump["format"], dump["dump_type"], dump["summary_signature"]) == (
+        "crash-live", 6, "SDMP")
+    (entry,) = [e for e in report["pages"] if e["name"] == "LsaIso.exe"]
+    assert entry["verdict"] == "not-captured" and entry["readable"] == 0
+    assert entry["control"]["captured"] is False and entry["control"]["pages"] > 0
+    assert entry["control"]["readable"] == 0
+    kinds = {(f["kind"], f["pid"]) for f in report["findings"]}
+    assert ("trustlet-pages-not-captured", entry["pid"]) in kinds
+    assert {"credential-guard", "vbs-active", "trustlet"} <= {kind for kind, _ in kinds}
+    assert not {kind for kind, _ in kinds} & {"trustlet-pages-inaccessible",
+                                              "trustlet-pages-readable"}

@@ -155,14 +155,17 @@ def test_summary_heads_windows_does_not_write_pass_as_volatility_reads_them(head
 def test_every_emulator_dump_passes_and_volatility_agrees(fmt, synth_dump):
     result = synth_dump("credential-guard", fmt)
     found = preflight.inspect_dump(result.dump_path)
-    assert found.format == ("raw" if fmt == "host" else fmt)
+    # The analyzer names a file by what it holds: a kernel memory dump written at a bug check is
+    # DumpType 6, as a live one is, and is named so.
+    assert found.format == {"host": "raw", "crash-kernel": "crash-live"}.get(fmt, fmt)
     layer = volatility_stacks(result.dump_path)
     assert (layer is not None) is (fmt in CRASH_FORMATS)
     if fmt in CRASH_FORMATS:
         assert found.expected_size == found.size
-        assert found.dump_type == {"crash-full": 1, "crash-bitmap": 5, "crash-live": 6}[fmt]
+        assert found.dump_type == {"crash-full": 1, "crash-bitmap": 5, "crash-live": 6,
+                                   "crash-kernel": 6}[fmt]
         assert found.summary_signature == {"crash-full": None, "crash-bitmap": "FDMP",
-                                           "crash-live": "SDMP"}[fmt]
+                                           "crash-live": "SDMP", "crash-kernel": "SDMP"}[fmt]
 
 
 @pytest.mark.parametrize("dump_type", [5, 6])

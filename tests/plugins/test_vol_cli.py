@@ -80,10 +80,13 @@ def test_plugin_directory_is_the_package_under_pytest():
     assert (directory / "__init__.py").is_file()
 
 
-def test_stock_pslist_reads_a_live_kernel_dump_with_the_plugins_loaded(synth_dump, vol_cache_dir):
-    """DumpType 6: Volatility 3 alone refuses it; with ``-p "$(iumdump plugins)"`` its own
-    windows.pslist lists every linked process the truth holds."""
-    dump = synth_dump("credential-guard", "crash-live", "builtin")
+@pytest.mark.parametrize("fmt", ["crash-live", "crash-kernel"])
+def test_stock_pslist_reads_a_live_kernel_dump_with_the_plugins_loaded(synth_dump, vol_cache_dir,
+                                                                        fmt):
+    """DumpType 6 (a live dump, or a kernel memory dump written at a bug check): Volatility 3
+    alone refuses it; with ``-p "$(iumdump plugins)"`` its own windows.pslist lists every linked
+    process the truth holds."""
+    dump = synth_dump("credential-guard", fmt, "builtin")
     command = [str(VOL), "-q", "--offline", "--cache-path", str(vol_cache_dir), "-f",
                str(dump.dump_path), "-s", str(dump.symbols_dir), "-r", "json", "windows.pslist"]
     alone = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
@@ -93,8 +96,9 @@ def test_stock_pslist_reads_a_live_kernel_dump_with_the_plugins_loaded(synth_dum
         (p["pid"], p["name"]) for p in dump.truth["processes"] if p["linked"])
 
 
-def test_trustletpages_on_a_live_kernel_dump_says_not_captured(synth_dump, vol_cache_dir):
-    dump = synth_dump("credential-guard", "crash-live", "builtin")
+@pytest.mark.parametrize("fmt", ["crash-live", "crash-kernel"])
+def test_trustletpages_on_a_live_kernel_dump_says_not_captured(synth_dump, vol_cache_dir, fmt):
+    dump = synth_dump("credential-guard", fmt, "builtin")
     rows = vol_json(dump, vol_cache_dir, "trustletpages", {})
     verdicts = {row["Verdict"] for row in rows}
     assert verdicts == {"not-captured", "shared-user-data"}

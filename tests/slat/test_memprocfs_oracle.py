@@ -36,9 +36,11 @@ PROFILES = ("builtin", "14393", "19041")  # the real ones skip when ../shared/is
 # fleet-large made small (the machine of test_kernel's tiny fleet, so the dump is shared).
 FLEET = {"memory": "64M", "params": {"processes": 40, "trustlet_pages": 512, "pool_mb": 8,
                                       "process_pages": 16, "fill": 0.85}}
-# A live kernel dump of a kernel whose PDB MemProcFS does not know is the one combination it
-# cannot read; test_memprocfs_needs_known_symbols_for_a_live_kernel_dump holds it to that.
-UNREADABLE = {("crash-live", "builtin")}
+# A kernel-only dump (live, or written at a bug check) of a kernel whose PDB MemProcFS does not
+# know is what it cannot read; test_memprocfs_needs_known_symbols_for_a_live_kernel_dump holds it
+# to that.
+KERNEL_ONLY = ("crash-live", "crash-kernel")
+UNREADABLE = {(fmt, "builtin") for fmt in KERNEL_ONLY}
 MATRIX = [(s, f, p) for s in SCENARIOS for f in FORMATS for p in PROFILES
           if (f, p) not in UNREADABLE]
 IDS = [f"{s}-{f}-{p}" for s, f, p in MATRIX]
@@ -150,17 +152,19 @@ def test_memprocfs_counts_the_truths_threads_and_vads(seen):
             assert got["vads"] == len(regions), process["name"]
 
 
+@pytest.mark.parametrize("fmt", KERNEL_ONLY)
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_memprocfs_needs_known_symbols_for_a_live_kernel_dump(scenario, synth_dump,
+def test_memprocfs_needs_known_symbols_for_a_live_kernel_dump(scenario, fmt, synth_dump,
                                                               memprocfs_env):
-    """A live kernel dump (DumpType 6) holds no user pages, so MemProcFS's EPROCESS heuristic —
+    """A live kernel dump (DumpType 6), like a kernel memory dump written at a bug check (the
+    same DumpType, crash-kernel), holds no user pages, so MemProcFS's EPROCESS heuristic —
     it tells the PEB by following smss's user pointers (VmmWinProcess_OffsetLocator64) — has
     nothing to check, and with the symbol server disabled it takes offsets only for a PDB its
     database knows (VmmWinProcess_OffsetLocatorSYMSERV): the real tables' live dumps open above,
     the built-in profile's made-up GUID cannot. MemProcFS must still get as far as a reader can:
     the DTB, ntoskrnl.exe and System's EPROCESS through the export directory. Should it one day
     read this dump, this test fails and the combination joins the matrix."""
-    result, found = _open(synth_dump, memprocfs_env, scenario, "crash-live", "builtin")
+    result, found = _open(synth_dump, memprocfs_env, scenario, fmt, "builtin")
     assert not found["ok"]
     log = found["log"]
     assert f"NTOS located at: {result.truth['kernel']['base']:016x}" in log

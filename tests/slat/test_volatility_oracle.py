@@ -1,7 +1,8 @@
 """Unmodified Volatility 3 is the oracle of the synthetic kernel.
 
-(The live kernel dump, DumpType 6, which Volatility 3 2.28 refuses, is read through iumdump's
-layer, registered as ``vol -p`` registers it: the plugins are Volatility's own, unmodified.)
+(DumpType 6 — the live kernel dump, and the kernel memory dump written at a bug check — which
+Volatility 3 2.28 refuses, is read through iumdump's layer, registered as ``vol -p`` registers it:
+the plugins are Volatility's own, unmodified.)
 
 For every oracle scenario × acquisition format × profile (built-in, and the real 14393 and 19041
 symbol tables when ../shared/isf has them): windows.info finds the kernel the truth describes,
@@ -17,7 +18,7 @@ import datetime as _dt
 import pytest
 from markers import dump_params, quick_only
 
-from iumdump.slat.writers import FORMATS
+from iumdump.slat.writers import BITMAP_FORMATS, FORMATS
 
 SCENARIOS = ("credential-guard", "no-vbs", "adversarial")
 PROFILES = ("builtin", "14393", "19041")  # the real ones skip when ../shared/isf lacks them
@@ -152,8 +153,9 @@ def test_memmap_of_the_trustlet_maps_the_pages_the_format_kept(synth_dump, volat
         else:
             assert region["absent"] == region["pages"]
     assert user_pages == kept
-    # Bitmap dumps leave refused frames out; a live kernel dump leaves out all user pages.
-    expected_absent = trustlet["pages"]["mapped"] if fmt in ("crash-bitmap", "crash-live") else 0
+    # Bitmap dumps leave refused frames out; a kernel-only one (live, or written at a bug check)
+    # leaves out all user pages.
+    expected_absent = trustlet["pages"]["mapped"] if fmt in BITMAP_FORMATS else 0
     assert trustlet["pages"]["absent"] == expected_absent
 
 

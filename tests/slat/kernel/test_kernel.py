@@ -352,10 +352,12 @@ def test_sizes_parse_with_binary_suffixes():
         scenarios.parse_size("100")
 
 
-def test_a_live_kernel_dump_holds_no_process_user_page(synth_dump):
-    """crash-live keeps kernel memory only: every process's own user pages are absent (the
-    shared user data page, a kernel page, stays readable)."""
-    truth = synth_dump("credential-guard", "crash-live", "builtin").truth
+@pytest.mark.parametrize("fmt", ["crash-live", "crash-kernel"])
+def test_a_live_kernel_dump_holds_no_process_user_page(synth_dump, fmt):
+    """crash-live keeps kernel memory only, and so does crash-kernel (a kernel memory dump
+    written at a bug check): every process's own user pages are absent (the shared user data
+    page, a kernel page, stays readable)."""
+    truth = synth_dump("credential-guard", fmt, "builtin").truth
     # (System's only user page is the shared one: it has pages but none of its own.)
     with_pages = [p for p in truth["processes"] if p["pages"] and p["pages"]["mapped"]]
     assert with_pages
