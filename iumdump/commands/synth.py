@@ -36,7 +36,9 @@ def register(subparsers) -> None:
                     "OUTDIR/symbols (give it to Volatility with -s) and OUTDIR/truth.json (what "
                     "was built: every process, its secure state, protection, flags and the fate "
                     "of each user page in this dump). Then: "
-                    "vol -f OUTDIR/memory.dmp -s OUTDIR/symbols windows.pslist",
+                    "vol -f OUTDIR/memory.dmp -s OUTDIR/symbols windows.pslist; for crash-live and "
+                    "crash-kernel add -p \"$(iumdump plugins)\", which loads iumdump's layer for "
+                    "their DumpType 6",
         epilog=f"bundled scenarios: {scenarios}. Formats: {formats}.")
     parser.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE",
                         help=f"a bundled scenario or a TOML file (default: {DEFAULT_SCENARIO})")
