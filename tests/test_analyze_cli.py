@@ -382,6 +382,7 @@ def test_kernel_memory_dump_written_at_a_bug_check_is_not_captured(synth_dump, t
     dump = report["dump"]
     assert (dump["format"], dump["dump_type"], dump["summary_signature"]) == (
         "crash-live", 6, "SDMP")
+    assert dump["bug_check"] == 0xE2  # MANUALLY_INITIATED_CRASH, as the emulator's crash-kernel
     (entry,) = [e for e in report["pages"] if e["name"] == "LsaIso.exe"]
     assert entry["verdict"] == "not-captured" and entry["readable"] == 0
     assert entry["control"]["captured"] is False and entry["control"]["pages"] > 0

@@ -118,15 +118,17 @@ _ENCLAVE_HOST_KEYS = frozenset(name.lower() for name in KNOWN_ENCLAVE_HOSTS)
 FORMAT_ABSENT = {
     "crash-bitmap": "left out of the bitmap crash dump",
     "crash-full": "missing from the crash dump",
-    "crash-live": "left out of the live kernel memory dump",
+    "crash-live": "left out of the kernel memory dump (DumpType 6)",
 }
 # Formats that hold kernel memory only by default: what is said of them when no control group is
 # available. A live dump holds user pages too when asked for them (NtSystemDebugControl's
 # SYSDBG_LIVEDUMP_CONTROL_FLAGS.IncludeUserSpaceMemoryPages; System Informer, NtObjectManager's
 # New-NtKernelCrashDump), so the sentence does not claim they are never there.
-KERNEL_ONLY_FORMATS = {"crash-live": "a live kernel memory dump (DumpType 6) holds kernel "
-                                     "memory only unless it was taken with user-space pages "
-                                     "included (IncludeUserSpaceMemoryPages)"}
+KERNEL_ONLY_FORMATS = {"crash-live": "a kernel bitmap dump (DumpType 6: a kernel or automatic "
+                                     "memory dump written at a bug check, or a live kernel "
+                                     "memory dump) holds kernel memory only unless it was taken "
+                                     "with user-space pages included (a live dump's "
+                                     "IncludeUserSpaceMemoryPages)"}
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def physical_extent(layer: interfaces.layers.DataLayerInterface) -> int:
     end = layer.maximum_address + 1
     try:
         if hasattr(layer, "get_summary_header") and getattr(layer, "dump_type", None) in (
-                DumpType.BITMAP, DumpType.LIVE_KERNEL):
+                DumpType.BITMAP, DumpType.BITMAP_KERNEL):
             end = max(end, int(layer.get_summary_header().BitmapSize) * PAGE_SIZE)
     except (exceptions.VolatilityException, AttributeError) as excp:
         vollog.log(constants.LOGLEVEL_VVV, f"No physical-memory description in the header: {excp}")

@@ -1,14 +1,19 @@
-"""Volatility 3 reads live kernel memory dumps (DumpType 6) through this layer and its stacker.
+"""Volatility 3 reads kernel bitmap dumps (DumpType 6) through this layer and its stacker.
 
-Task Manager's "Create live kernel memory dump file" (Windows 11 22H2+) writes a crash dump whose
-_DUMP_HEADER64 says DumpType 6 and whose pages are stored exactly as in a bitmap dump (DumpType
-5): a _SUMMARY_DUMP (``SDMPDUMP``) at 0x2000, its bitmap, then the frames it marks. Sources:
+DumpType 6 is Windows' DUMP_TYPE_BITMAP_KERNEL (wdm.h, as KBUGCHECK_SECONDARY_DUMP_DATA_EX.DumpType
+documents it): the kernel memory dump and the automatic memory dump Windows writes at a bug check
+— its default crash dump (kdmp-parser issue #26 and Volatility 3 issue #1112: NotMyFault dumps of
+type 6) — and the live kernel memory dump of Task Manager's "Create live kernel memory dump file"
+(Windows 11 22H2+). Its pages are stored exactly as in a bitmap dump (DumpType 5): a _SUMMARY_DUMP
+(``SDMPDUMP``) at 0x2000, its bitmap, then the frames it marks. Sources:
 kdmp-parser-rs ``src/structs.rs`` (``DumpType::LiveKernelMemory = 0x6``, "Produced by TaskMgr >
 System > Create live kernel Memory Dump", parsed by the same ``bmp_physmem`` as DumpType 5),
 LeechCore ``leechcore/device_file.c`` (``DUMP_TYPE_ACTIVE_MEMORY 6``, read by the same bitmap
 parser as 5), rizin ``librz/bin/format/dmp/dmp_specs.h`` (``DMP_DUMPTYPE_BITMAPKERNEL 6``).
 
-Volatility 3 (``framework/layers/crash.py``, 2.28) refuses DumpType 6.
+Volatility 3 (``framework/layers/crash.py``, 2.28) refuses DumpType 6 ("unsupported dump format
+0x6"). (The classes keep their first names, "live dump", because Volatility's configuration
+records a layer by its class path.)
 :class:`WindowsLiveDump64Layer` is its :class:`WindowsCrashDump64Layer` with DumpType 6 accepted
 and its segments loaded by the DumpType 5 code; :class:`WindowsLiveDumpStacker` offers it to
 automagic. Defining the classes registers them: Volatility's stacker automagic finds every
@@ -32,9 +37,10 @@ vollog = logging.getLogger(__name__)
 
 
 class WindowsLiveDump64Layer(crash.WindowsCrashDump64Layer):
-    """A live kernel memory dump (DumpType 6): a bitmap crash dump holding kernel memory only."""
+    """A kernel bitmap dump (DumpType 6: a kernel or automatic memory dump, or a live kernel
+    memory dump): a bitmap crash dump holding kernel memory only."""
 
-    supported_dumptypes = [DumpType.LIVE_KERNEL]
+    supported_dumptypes = [DumpType.BITMAP_KERNEL]
 
     def _load_segments(self) -> None:
         # The pages are stored as DumpType 5 stores them; let Volatility's own code map them.
@@ -42,7 +48,7 @@ class WindowsLiveDump64Layer(crash.WindowsCrashDump64Layer):
         try:
             super()._load_segments()
         finally:
-            self.dump_type = DumpType.LIVE_KERNEL
+            self.dump_type = DumpType.BITMAP_KERNEL
 
 
 class WindowsLiveDumpStacker(crash.WindowsCrashDumpStacker):
@@ -67,7 +73,7 @@ class WindowsLiveDumpStacker(crash.WindowsCrashDumpStacker):
                 layer_name
             return layer(context, new_name, new_name)
         except crash.WindowsCrashDumpFormatException as excp:
-            vollog.log(constants.LOGLEVEL_VVVV, f"Not a live kernel memory dump: {excp}")
+            vollog.log(constants.LOGLEVEL_VVVV, f"Not a kernel bitmap dump: {excp}")
         return None
 
 

@@ -29,9 +29,9 @@ CRASH_SIGNATURE = crashdump.DUMP_SIGNATURE
 CRASH_VALID_X64 = crashdump.DUMP_VALID_DUMP64
 CRASH_VALID_X86 = crashdump.DUMP_VALID_DUMP
 # The dump types read, by architecture: Volatility's crash dump layers read 1 and 5 (x64 and
-# x86); iumdump's live dump layer (analysis.livedump) adds the x64 live kernel dump, 6.
+# x86); iumdump's layer (analysis.livedump) adds the x64 kernel bitmap dump, 6.
 SUPPORTED_DUMP_TYPES = {DumpType.FULL: "full", DumpType.BITMAP: "bitmap",
-                        DumpType.LIVE_KERNEL: "live"}
+                        DumpType.BITMAP_KERNEL: "live"}
 SUPPORTED_DUMP_TYPES_X86 = {DumpType.FULL: "full", DumpType.BITMAP: "bitmap"}
 
 # Other containers Volatility stacks itself; recognised only to name the format in the report.
@@ -59,6 +59,10 @@ class DumpFile:
     # A bitmap dump's _SUMMARY_DUMP: SDMP or FDMP, or its eight bytes escaped when they are not
     # what Windows writes (summary_signature_text).
     summary_signature: str | None = None
+    # A crash dump header's BugCheckCode: 0x161 (LIVE_SYSTEM_DUMP) for a live dump taken on
+    # request, the code of the crash for a dump written at a bug check (Microsoft's bug check
+    # code reference).
+    bug_check: int | None = None
 
     def changed(self) -> str | None:
         """Why the file on disk is no longer the file that was analysed, or None."""
@@ -97,7 +101,7 @@ def inspect_dump(path: str | os.PathLike) -> DumpFile:
         raise InvalidInputError(f"cannot read: {exc.strerror or exc}", path=given) from None
     return DumpFile(absolute, given, size, found.kind, info.st_mtime_ns, info.st_dev,
                     info.st_ino, found.expected, found.build, found.dump_type,
-                    found.summary_signature)
+                    found.summary_signature, found.bug_check)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class _Found:
     build: int | None = None
     dump_type: DumpType | None = None
     summary_signature: str | None = None
+    bug_check: int | None = None
 
 
 def _classify(handle, head: bytes, size: int, given: str) -> _Found:
@@ -170,9 +175,8 @@ def _check_crash64(handle, head: bytes, size: int, given: str) -> _Found:
             head, run_list=SUPPORTED_DUMP_TYPES[dump_type] == "full")
     except Error as exc:
         raise DumpFormatError(f"unreadable crash dump header: {exc.message}", path=given) from None
-    return _check_runs_or_bitmap(handle, dump_type, SUPPORTED_DUMP_TYPES[dump_type], header.Runs,
-                                 crashdump.DUMP_HEADER64_SIZE, size, given, "crash",
-                                 header.MinorVersion)
+    return _check_runs_or_bitmap(handle, dump_type, SUPPORTED_DUMP_TYPES[dump_type], header,
+                                 crashdump.DUMP_HEADER64_SIZE, size, given, "crash")
 
 
 def _check_crash32(handle, head: bytes, size: int, given: str) -> _Found:
@@ -187,27 +191,27 @@ def _check_crash32(handle, head: bytes, size: int, given: str) -> _Found:
     except Error as exc:
         raise DumpFormatError(f"unreadable crash dump header: {exc.message}", path=given) from None
     return _check_runs_or_bitmap(handle, dump_type, SUPPORTED_DUMP_TYPES_X86[dump_type],
-                                 header.Runs, crashdump.DUMP_HEADER32_SIZE, size, given,
-                                 "crash32", header.MinorVersion)
+                                 header, crashdump.DUMP_HEADER32_SIZE, size, given, "crash32")
 
 
-def _check_runs_or_bitmap(handle, dump_type: DumpType, kind: str, runs, header_size: int,
-                          size: int, given: str, prefix: str, build: int) -> _Found:
+def _check_runs_or_bitmap(handle, dump_type: DumpType, kind: str, header, header_size: int,
+                          size: int, given: str, prefix: str) -> _Found:
     """A complete dump must hold every page of its runs; a bitmap dump every page its bitmap
     marks (its run list is not read: Volatility locates its pages by the bitmap alone). The
     _SUMMARY_DUMP of a bitmap dump follows the header (Volatility: page size × header pages)."""
     signature = None
     if kind == "full":
-        if not runs:
+        if not header.Runs:
             raise DumpFormatError("crash dump header lists no physical memory runs", path=given)
-        expected = header_size + sum(r.PageCount for r in runs) * PAGE_SIZE
+        expected = header_size + sum(r.PageCount for r in header.Runs) * PAGE_SIZE
         what = "its header's physical memory runs"
     else:
         expected, signature = _bitmap_dump_size(handle, header_size, size, given)
         what = "its page bitmap"
     if size < expected:
         raise _truncated(given, what, expected, size)
-    return _Found(f"{prefix}-{kind}", expected, build or None, dump_type, signature)
+    return _Found(f"{prefix}-{kind}", expected, header.MinorVersion or None, dump_type,
+                  signature, header.BugCheckCode)
 
 
 def _bitmap_dump_size(handle, offset: int, size: int, given: str) -> tuple[int, str]:

@@ -10,7 +10,7 @@ Sources: Volatility 3 ``framework/symbols/windows/crash64.json``, ``crash.json``
 6); rizin ``librz/bin/format/dmp/dmp_specs.h`` (``DMP_BMP_MAGIC`` / ``DMP_BMP_FULL_MAGIC``).
 
 A complete dump (DumpType 1) is the header followed by the pages of each run of the physical
-memory descriptor, back to back. A bitmap dump (DumpType 5, and the live kernel dump, DumpType 6)
+memory descriptor, back to back. A bitmap dump (DumpType 5, and the kernel bitmap dump, DumpType 6)
 has a _SUMMARY_DUMP after the header (x64: at 0x2000) whose bitmap (bit n = frame n, LSB first
 within each ULONG) says which frames are stored; those frames follow, in ascending order, from
 the file offset HeaderSize. The summary's signature is ``SDMP`` (a kernel or automatic dump: kernel
@@ -58,9 +58,13 @@ class DumpType(IntEnum):
     SUMMARY = 2          # an old-style kernel (summary) dump
     HEADER = 3           # header only
     TRIAGE = 4           # a small (triage, mini) dump
-    BITMAP = 5
-    LIVE_KERNEL = 6      # Task Manager's live kernel memory dump (Windows 11 22H2+)
-    AUTOMATIC = 7
+    BITMAP = 5           # DUMP_TYPE_BITMAP_FULL
+    # DUMP_TYPE_BITMAP_KERNEL (wdm.h; rizin DMP_DUMPTYPE_BITMAPKERNEL): the kernel and automatic
+    # memory dumps written at a bug check, and Task Manager's live kernel memory dump (kdmp-parser
+    # LiveKernelMemory); LIVE_KERNEL is its first name here, kept.
+    BITMAP_KERNEL = 6
+    LIVE_KERNEL = 6
+    AUTOMATIC = 7        # DUMP_TYPE_AUTOMATIC: the setting; its dumps on disk say 6
     KERNEL_MEMORY = 8    # .dump /k
     KERNEL_AND_USER = 9  # .dump /ka
     COMPLETE_MEMORY = 10  # .dump /f
@@ -73,7 +77,7 @@ class DumpType(IntEnum):
 DUMP_TYPE_NAMES = {
     DumpType.FULL: "complete memory dump", DumpType.SUMMARY: "kernel summary dump",
     DumpType.HEADER: "header-only dump", DumpType.TRIAGE: "small (triage) dump",
-    DumpType.BITMAP: "bitmap dump", DumpType.LIVE_KERNEL: "live kernel memory dump",
+    DumpType.BITMAP: "bitmap dump", DumpType.BITMAP_KERNEL: "kernel bitmap dump: kernel, automatic or live kernel memory dump",
     DumpType.AUTOMATIC: "automatic dump",
     DumpType.KERNEL_MEMORY: "kernel memory dump (.dump /k)",
     DumpType.KERNEL_AND_USER: "kernel and user memory dump (.dump /ka)",
@@ -327,6 +331,7 @@ class DumpHeader32:
     Runs: tuple[PhysicalMemoryRun, ...]
     NumberOfPages: int
     PaeEnabled: int = 0
+    BugCheckCode: int = 0
 
 
 @dataclass(frozen=True)
@@ -399,7 +404,7 @@ def parse_dump_header32(data: bytes, *, run_list: bool = True) -> DumpHeader32:
     return DumpHeader32(
         MajorVersion=parsed.MajorVersion, MinorVersion=parsed.MinorVersion,
         DirectoryTableBase=parsed.DirectoryTableBase, MachineImageType=parsed.MachineImageType,
-        DumpType=parsed.DumpType, PaeEnabled=parsed.PaeEnabled,
+        DumpType=parsed.DumpType, PaeEnabled=parsed.PaeEnabled, BugCheckCode=parsed.BugCheckCode,
         Runs=tuple(PhysicalMemoryRun(r.BasePage, r.PageCount) for r in block.Run),
         NumberOfPages=block.NumberOfPages)
 

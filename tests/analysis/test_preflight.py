@@ -104,6 +104,18 @@ def test_headers_windows_writes_pass_and_volatility_agrees(name, tmp_path):
         assert found.summary_signature == name.rsplit("-", 1)[1]
 
 
+@pytest.mark.parametrize("bug_check", [0x161, 0xE2])
+def test_the_bug_check_tells_a_live_dump_from_one_written_at_a_crash(bug_check, tmp_path):
+    """DumpType 6 is both (DUMP_TYPE_BITMAP_KERNEL); BugCheckCode, at 0x38 of kdmp-parser's
+    HEADER64, is 0x161 LIVE_SYSTEM_DUMP for a live dump and the crash's code otherwise."""
+    data = bytearray(bitmap_dump(6, b"SDMP"))
+    struct.pack_into("<I", data, 0x38, bug_check)
+    path = tmp_path / "kernel.dmp"
+    path.write_bytes(bytes(data))
+    found = preflight.inspect_dump(path)
+    assert (found.dump_type, found.bug_check) == (6, bug_check)
+
+
 @pytest.mark.parametrize("dump_type", [2, 3, 4, 7, 8, 9, 10, 11])
 def test_unsupported_dump_types_get_one_line_naming_them(dump_type, tmp_path):
     """Neither Volatility nor iumdump reads these; the line names the type and what is read."""
@@ -118,7 +130,7 @@ def test_unsupported_dump_types_get_one_line_naming_them(dump_type, tmp_path):
     assert "\n" not in message
     assert f"crash dump type {dump_type} is not a memory dump" in message
     assert "supported x64 dump types are 1 (complete memory dump), 5 (bitmap dump), " \
-           "6 (live kernel memory dump)" in message
+           "6 (kernel bitmap dump: kernel, automatic or live kernel memory dump)" in message
     if dump_type in (8, 9, 10):
         assert (".dump /k", ".dump /ka", ".dump /f")[dump_type - 8] in message
 

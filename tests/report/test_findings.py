@@ -213,7 +213,8 @@ def test_live_kernel_dump_without_a_control_group_is_not_captured():
     assert (TRUSTLET_PAGES_NOT_CAPTURED, 712) in kinds(found)
     assert TRUSTLET_PAGES_INACCESSIBLE not in {f.kind for f in found}
     message = next(f.message for f in found if f.kind == TRUSTLET_PAGES_NOT_CAPTURED)
-    assert "a live kernel memory dump (DumpType 6) holds kernel memory only" in message
+    assert "a kernel bitmap dump (DumpType 6: a kernel or automatic memory dump written at a " \
+        "bug check, or a live kernel memory dump) holds kernel memory only" in message
 
 
 def test_readable_trustlet_pages_name_the_control_group():
