@@ -214,24 +214,28 @@ def test_a_downloaded_table_is_saved_beside_the_report(tmp_path, synth_dump, mon
     assert SymbolTable.load(tmp_path / "out" / name).data == table
 
 
-def test_offline_analysis_writes_only_in_its_private_directory(synth_dump, tmp_path):
+def test_offline_analysis_writes_only_in_its_private_directory(synth_dump, tmp_path,
+                                                                monkeypatch):
     """The settings every analysis runs under: a private symbol output first on the path,
-    iumdump's own Volatility cache, offline, and all of it restored (the output removed)
-    afterwards."""
+    iumdump's own Volatility cache (the identifier cache of this symbol path, linked from the
+    private cache directory), offline, and all of it restored (the output removed) afterwards."""
     import volatility3.symbols
     from volatility3 import schemas
     from volatility3.framework import constants
 
     from iumdump.analysis.volatility_env import volatility_settings
 
+    monkeypatch.setattr(constants, "CACHE_PATH", str(tmp_path / "cache" / "volatility3"))
     before = (list(volatility3.symbols.__path__), constants.CACHE_PATH, constants.OFFLINE,
               schemas.cached_validation_filepath)
     with volatility_settings([str(tmp_path)], offline=True) as settings:
         private = settings.private.path
         assert volatility3.symbols.__path__[:2] == [str(private / "symbols"), str(tmp_path)]
         own = Path(before[1]).parent / "iumdump" / "volatility3"
-        assert constants.CACHE_PATH == str(own) and constants.OFFLINE is True
-        assert schemas.cached_validation_filepath == str(own / "valid_isf.hashcache")
+        assert constants.CACHE_PATH == str(private / "cache") and constants.OFFLINE is True
+        identifiers = Path(constants.CACHE_PATH, "identifier.cache")
+        assert identifiers.is_symlink() and identifiers.resolve().parent.parent == own / "paths"
+        assert schemas.cached_validation_filepath == str(private / "cache" / "valid_isf.hashcache")
     assert (list(volatility3.symbols.__path__), constants.CACHE_PATH, constants.OFFLINE,
             schemas.cached_validation_filepath) == before
     assert not private.exists()

@@ -50,7 +50,8 @@ from .preflight import DumpFile, inspect_dump
 from .processes import derived_processes
 from .progress import ProgressCallback, percent_callback, phase_bar
 from .secure_pages import account_secure_processes
-from .volatility_env import ISF_SUFFIXES, dump_location, volatility_settings
+from .volatility_env import (ISF_SUFFIXES, dump_location, index_symbol_tables,
+                             volatility_settings)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def open_kernel(dump: DumpFile, *, offline: bool, progress_callback: ProgressCal
     configurable = psscan.PsScan
     context = contexts.Context()
     context.config["automagic.LayerStacker.single_location"] = dump_location(dump.path)
+    index_symbol_tables(progress_callback)  # before automagic: see volatility_cache
     automagics = automagic.choose_automagic(automagic.available(context), configurable)
     context.config["automagic.LayerStacker.stackers"] = stacker.choose_os_stackers(configurable)
     errors = automagic.run(automagics, context, configurable, _BASE_CONFIG_PATH,

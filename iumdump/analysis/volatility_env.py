@@ -20,15 +20,18 @@ iumdump therefore puts a directory of its own first on the symbol path, so Volat
 and deletions land there:
 
 - :class:`PrivateDirectory` (``iumdump analyze``, and everything run inside
-  :func:`volatility_settings`) is a fresh temporary directory per run,
-  the symbol output directory; a table Volatility downloads into it is handed back
-  (:meth:`PrivateDirectory.downloaded_tables`) before the directory is removed. Volatility's
-  cache (``CACHE_PATH``: the identifier cache and the ISF validation cache) is iumdump's own,
-  ``<cache>/iumdump/volatility3`` beside Volatility's ``<cache>/volatility3``: indexing and
-  validating a real kernel's table takes Volatility some 15 seconds, which a cache thrown away
-  after each run would cost every run. It starts as a read-only copy of Volatility's identifier
-  cache, and holds nothing but Volatility's index of the tables (a temporary one is used when it
-  cannot be written).
+  :func:`volatility_settings`) is a fresh temporary directory per run, the symbol output
+  directory; a table Volatility downloads into it is handed back
+  (:meth:`PrivateDirectory.downloaded_tables`) before the directory is removed. It is also
+  Volatility's ``CACHE_PATH`` (what Volatility downloads is removed with it), but the identifier
+  and ISF validation caches outlive the run, in iumdump's own cache ``<cache>/iumdump/volatility3``
+  beside Volatility's ``<cache>/volatility3``: indexing and validating a real kernel's table
+  takes Volatility some 15 seconds, which a cache thrown away after each run would cost every
+  run. There is one identifier cache per symbol path, so that runs with other ``-s``
+  directories cannot delete its entries, reached through a symbolic link, so that Volatility
+  cannot delete it; it starts as a read-only copy of Volatility's own
+  (:mod:`.volatility_cache` has the details; a temporary one is used when the cache cannot be
+  written). :func:`index_symbol_tables` indexes it before automagic, one run at a time.
 - :func:`protect_symbol_directories` (the plugins, at import: under ``vol`` they are imported
   after ``-s`` and ``--cache-path`` took effect and before automagic looks for the kernel) moves
   Volatility's own download directory, ``CACHE_PATH/symbols``, to the front of the symbol path,
@@ -41,74 +44,72 @@ import atexit
 import contextlib
 import functools
 import gc
-import json
 import logging
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
-import urllib.parse
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from .volatility_cache import (IDENTIFIERS_FILENAME, VALIDATIONS_FILENAME, SymbolPathCache,
+                               ValidationCache, copy_database, cache_root, prune, writable)
+
 ISF_SUFFIXES = (".json", ".json.xz", ".json.gz", ".json.bz2")  # Volatility's ISF_EXTENSIONS
-VALIDATIONS_FILENAME = "valid_isf.hashcache"  # volatility3/schemas/__init__.py
 
 
 class PrivateDirectory:
-    """A temporary directory for one analysis — Volatility's symbol output, and a link to the
-    dump when Volatility cannot open its path — and the cache directory Volatility is given.
-    :meth:`close` removes the temporary directory."""
+    """A temporary directory for one analysis — Volatility's symbol output, its cache directory
+    (``CACHE_PATH``) and a link to the dump when Volatility cannot open its path — and the
+    caches it shares with other runs (:mod:`.volatility_cache`): ``cache/identifier.cache`` is a
+    symbolic link to the identifier cache of ``search_path`` (the symbol path after the private
+    output directory). :meth:`close` removes the temporary directory."""
 
-    def __init__(self, volatility_cache: str) -> None:
+    def __init__(self, volatility_cache: str, search_path: Sequence[str]) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="iumdump-volatility-"))
         self.symbols = self.path / "symbols"
         self.symbols.mkdir()
-        self.cache = own_cache(Path(volatility_cache))
-        if self.cache is None:
-            self.cache = self.path / "cache"
-            self.cache.mkdir()
-        self._seed_identifier_cache(Path(volatility_cache))
-
-    def _seed_identifier_cache(self, volatility_cache: Path) -> None:
-        """Start from a snapshot of Volatility's identifier cache, read-only (SQLite's backup
-        API, so a ``vol`` writing it meanwhile cannot hand us half a file); empty on any error."""
-        from volatility3.framework import constants
-
-        source = volatility_cache / constants.IDENTIFIERS_FILENAME
-        target = self.cache / constants.IDENTIFIERS_FILENAME
-        if not source.is_file() or target.exists():
-            return
-        try:
-            reader = sqlite3.connect(f"file:{urllib.parse.quote(str(source))}?mode=ro", uri=True)
+        self.cache = self.path / "cache"
+        self.cache.mkdir()
+        self._seed = Path(volatility_cache) / IDENTIFIERS_FILENAME
+        self.shared: SymbolPathCache | None = None
+        self._validations: ValidationCache | None = None
+        root = cache_root(Path(volatility_cache))
+        if root is not None:
             try:
-                writer = sqlite3.connect(target)
-                try:
-                    reader.backup(writer)
-                finally:
-                    writer.close()
-            finally:
-                reader.close()
-        except (sqlite3.Error, OSError):
-            target.unlink(missing_ok=True)
+                self.shared = SymbolPathCache(root, search_path)
+                (self.cache / IDENTIFIERS_FILENAME).symlink_to(self.shared.identifiers)
+            except OSError:  # no symbolic links here: a private index, as when unwritable
+                if self.shared is not None:
+                    self.shared.close()
+                    self.shared = None
+            else:
+                self._validations = ValidationCache(root)
+                prune(root, keep=self.shared.directory)
+        if self.shared is None:
+            copy_database(self._seed, self.cache / IDENTIFIERS_FILENAME)
+
+    def index(self, progress_callback=None) -> None:
+        """Index the symbol path into the shared identifier cache before Volatility looks a
+        table up (see :meth:`SymbolPathCache.index`)."""
+        if self.shared is not None:
+            self.shared.index(self._seed, progress_callback)
 
     @property
     def validations(self) -> Path:
-        """Volatility's cache of validated ISF hashes (``schemas.cached_validation_filepath``)."""
+        """Where Volatility records validated ISF hashes in this run
+        (``schemas.cached_validation_filepath``); :meth:`remember_validations` shares them."""
         return self.cache / VALIDATIONS_FILENAME
 
     def known_validations(self) -> set[str]:
-        """The hashes of tables already validated, as ``schemas.load_cached_validations`` reads
-        them (it does so once, from Volatility's own cache, when ``volatility3.schemas`` is
-        imported)."""
-        try:
-            with open(self.validations, encoding="utf-8") as handle:
-                found = json.load(handle)
-        except (OSError, ValueError):
-            return set()
-        return {item for item in found if isinstance(item, str)} if isinstance(found, list) \
-            else set()
+        """The hashes of tables already validated by earlier runs (``schemas`` reads its own file
+        once, from Volatility's cache, when ``volatility3.schemas`` is imported)."""
+        return self._validations.load() if self._validations is not None else set()
+
+    def remember_validations(self, hashes: set[str]) -> None:
+        """Add the hashes of tables validated in this run to the shared validation cache."""
+        if self._validations is not None:
+            self._validations.merge(hashes)
 
     def location(self, path: Path) -> str:
         """The URL Volatility opens for the file at ``path``. Volatility's file URLs are UTF-8
@@ -135,26 +136,21 @@ class PrivateDirectory:
         return found
 
     def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def own_cache(volatility_cache: Path) -> Path | None:
-    """iumdump's cache directory for Volatility, ``<cache>/iumdump/volatility3`` beside
-    Volatility's ``<cache>/volatility3``; None when it cannot be created or written."""
-    target = volatility_cache.parent / "iumdump" / "volatility3"
-    return target if _writable(str(target)) else None
 
 
 def _ascii_suffixes(path: Path) -> list[str]:
     return [suffix for suffix in path.suffixes if suffix.isascii() and suffix.isprintable()][-2:]
 
 
-def symbol_search_path(private: PrivateDirectory, symbol_dirs) -> list[str]:
-    """The private output directory first, then ``-s`` directories, then Volatility's own."""
+def shared_search_path(symbol_dirs) -> list[str]:
+    """The symbol path after the private output directory: the ``-s`` directories, then
+    Volatility's own."""
     from volatility3.framework import constants
 
-    return ([str(private.symbols)] + [os.path.abspath(d) for d in symbol_dirs]
-            + list(constants.SYMBOL_BASEPATHS))
+    return [os.path.abspath(d) for d in symbol_dirs] + list(constants.SYMBOL_BASEPATHS)
 
 
 _protected: list[str] = []  # the directory protect_symbol_directories put first, once set
@@ -168,7 +164,7 @@ def protect_symbol_directories() -> str:
 
     if not _protected:
         target = os.path.abspath(os.path.join(constants.CACHE_PATH, "symbols"))
-        if not _writable(target):
+        if not writable(target):
             target = tempfile.mkdtemp(prefix="iumdump-volatility-symbols-")
             atexit.register(shutil.rmtree, target, True)
         _protected.append(target)
@@ -178,14 +174,6 @@ def protect_symbol_directories() -> str:
         # A new list: under plain Volatility __path__ *is* constants.SYMBOL_BASEPATHS.
         volatility3.symbols.__path__ = [target] + [p for p in current if p != target]
     return target
-
-
-def _writable(directory: str) -> bool:
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(directory, os.W_OK | os.X_OK)
 
 
 # -- the settings of one analysis --------------------------------------------------------------
@@ -255,12 +243,14 @@ def volatility_settings(symbol_dirs: Sequence[str], offline: bool
     loggers = [logging.getLogger(name) for name in ("volatility3", "iumdump.analysis",
                                                     "vol_plugins")]
     saved_loggers = [(lg.propagate, lg.level) for lg in loggers]
-    private = PrivateDirectory(saved_cache)
+    search_path = shared_search_path(symbol_dirs)
+    private = PrivateDirectory(saved_cache, search_path)
     environment = VolatilityEnvironment(captured, private)
-    volatility3.symbols.__path__ = symbol_search_path(private, symbol_dirs)
+    volatility3.symbols.__path__ = [str(private.symbols)] + search_path
     constants.CACHE_PATH = str(private.cache)
     schemas.cached_validation_filepath = str(private.validations)
     schemas.cached_validations.update(private.known_validations())
+    validated_before = set(schemas.cached_validations)
     constants.OFFLINE = bool(offline) or saved_offline
     for logger in loggers:
         logger.addHandler(captured)
@@ -280,7 +270,16 @@ def volatility_settings(symbol_dirs: Sequence[str], offline: bool
             logger.removeHandler(captured)
             logger.propagate = propagate
             logger.setLevel(level)
+        private.remember_validations(set(schemas.cached_validations) - validated_before)
         private.close()
+
+
+def index_symbol_tables(progress_callback=None) -> None:
+    """Have Volatility index the symbol path of the innermost :func:`volatility_settings` into
+    its shared identifier cache, one run of that path at a time (call before automagic, whose
+    own update then finds nothing to write); nothing outside :func:`volatility_settings`."""
+    if _active:
+        _active[-1].private.index(progress_callback)
 
 
 def dump_location(path: Path) -> str:
