@@ -1,10 +1,10 @@
 """What iumdump keeps of Volatility 3's caches between runs, safe for runs at the same time.
 
 Volatility indexes every ISF file on its symbol path in an identifier cache (SQLite,
-``framework/automagic/symbol_cache.py``, ``SqliteCache``; some 15 seconds for a real kernel's
-table) and remembers which tables passed schema validation (``schemas/__init__.py``,
-``valid_isf.hashcache``). Both are worth keeping, but neither is safe to share as Volatility
-writes it:
+``framework/automagic/symbol_cache.py``, ``SqliteCache``) and remembers which tables passed
+schema validation (``schemas/__init__.py``, ``valid_isf.hashcache``): together about 4 seconds
+a run with a real kernel's table (see :mod:`.volatility_env`). Both are worth keeping, but
+neither is safe to share as Volatility writes it:
 
 - ``SqliteCache.update`` deletes the entries of every file that is not on the *current*
   process's symbol path, so one cache shared by runs with different ``-s`` directories loses a
