@@ -411,9 +411,15 @@ def test_an_eprocess_in_user_space(patch, run_plugin, tmp_path, untouched, caplo
     assert fake["partial"] is True and "lies in user space" in fake["problems"][0]
     assert any("lies in user space" in f["message"]
                for f in _findings(report, "partial-analysis"))
+    assert fake["verdict"] == "normal"
+    (line,) = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
+               if line.count("|") > 12 and line.split("|")[4].strip() == "0x7ffe0000"]
+    assert line.endswith("| normal (partial) |")
     caplog.set_level(logging.WARNING, logger="volatility3")
     rows = run_plugin(dump.result, "secureprocs")
     assert KUSER_SHARED_DATA_USER in {row["Offset(V)"] for row in rows}
+    (row,) = [row for row in rows if row["Offset(V)"] == KUSER_SHARED_DATA_USER]
+    assert row["Verdict"] == "normal" + PARTIAL_SUFFIX  # marked as the report marks it
     assert any(f"Process at {KUSER_SHARED_DATA_USER:#x}: EPROCESS at" in warning
                and "lies in user space" in warning for warning in vol_warnings(caplog))
 
@@ -439,9 +445,13 @@ def test_a_secure_state_word_of_all_ones(patch, run_plugin, tmp_path, untouched,
     assert notepad["pid"] not in {p["pid"] for p in report["summary"]["secure_processes"]}
     assert not _findings(report, "trustlet", notepad["pid"])
     assert notepad["pid"] not in {p["pid"] for p in report["pages"]}
+    assert (_process(report, notepad["pid"])["verdict"], len(_process(report, notepad["pid"])[
+        "doubts"])) == ("secure", 2)
+    assert "| secure (implausible) |" in (run.out / "report.md").read_text()
     caplog.set_level(logging.WARNING, logger="volatility3")
-    run_plugin(dump.result, "secureprocs")
+    rows = {row["PID"]: row for row in run_plugin(dump.result, "secureprocs")}
     assert any("sets bit 1" in w for w in vol_warnings(caplog))
+    assert rows[notepad["pid"]]["Verdict"] == "secure (implausible)"  # as the reports say it
     run_plugin(dump.result, "trustletpages")
     assert any(f"PID {notepad['pid']}" in w and "not walked" in w for w in vol_warnings(caplog))
 

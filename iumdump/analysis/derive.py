@@ -297,6 +297,20 @@ def believed_secure(process: "DerivedProcess") -> bool:
             and not secure_state_doubts(process.fields))
 
 
+# How the secureprocs Verdict column (and the reports' verdict cells) qualify a verdict the row
+# cannot be taken at its word for; the bare verdict stays first, so ``split(" (")[0]`` gives it.
+IMPLAUSIBLE_SUFFIX = " (implausible)"
+
+
+def render_process_verdict(verdict: str, *, implausible: bool, partial: bool) -> str:
+    """A process's verdict as a row shows it: ``secure (implausible)`` where the EPROCESS holds a
+    value no Windows kernel writes (:func:`implausible_values`; one in the secure state means
+    the analysis does not count it as secure), ``normal (partial)`` where the row is partial
+    (for the plugin: the object is not where a process can be), both in that order."""
+    return (verdict + (IMPLAUSIBLE_SUFFIX if implausible else "")
+            + (PARTIAL_SUFFIX if partial else ""))
+
+
 def is_known_trustlet_image(name: str | None) -> bool:
     return name is not None and name.lower() in _KNOWN_TRUSTLET_KEYS
 

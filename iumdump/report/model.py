@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .. import __version__
 from ..analysis.derive import (VERDICTS, ControlGroup, DerivedProcess, ProcessPages,
-                               believed_secure)
+                               believed_secure, render_process_verdict)
 from ..analysis.findings import SEVERITIES, Finding, count_by_severity
 
 REPORT_VERSION = "1"
@@ -51,6 +51,14 @@ def trustlet_id_text(process: Mapping[str, Any]) -> str:
     if identity and identity["basis"] == "inferred":
         return f"{identity['id']} (inferred)"
     return "N/A" if process["trustlet_id"] is None else str(process["trustlet_id"])
+
+
+def verdict_text(process: Mapping[str, Any]) -> str:
+    """The Verdict cell: ``unknown`` when the secure state is, qualified as windows.secureprocs
+    qualifies it (``secure (implausible)``); ``(partial)`` wherever the entry is partial."""
+    return render_process_verdict(process["verdict"] or "unknown",
+                                  implausible=bool(process.get("doubts")),
+                                  partial=bool(process.get("partial")))
 
 
 def iso_time(value: datetime | float | None) -> str | None:

@@ -24,7 +24,7 @@ from markupsafe import Markup
 from ..analysis.findings import SEVERITIES
 from . import text
 from .model import (FLAG_SHORT, SEVERITY_NOTES, control_label, pages_sentence,
-                    trustlet_id_text)
+                    trustlet_id_text, verdict_text)
 
 TEMPLATE_PACKAGE = "iumdump.report"
 TEMPLATE_FOLDER = "templates"
@@ -63,6 +63,7 @@ _FILTERS = {
     "pid": text.pid_text,
     "thousands": "{:,}".format,
     "trustlet_id": trustlet_id_text,
+    "verdict_text": verdict_text,
     "visible": text.visible,
     "yes_no": text.yes_no,
 }

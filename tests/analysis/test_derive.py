@@ -12,7 +12,7 @@ from iumdump.analysis.derive import (ENCLAVE_HOST, INACCESSIBLE, MASQUERADE, NOR
                                      RegionPages, derive_flags, derive_process,
                                      derive_protection_text, derive_secure, derive_verdict,
                                      extended_basic_information, region_verdict,
-                                     render_region_verdict)
+                                     render_process_verdict, render_region_verdict)
 from iumdump.analysis.fields import ProcessFields, Unknown
 from iumdump.structs.process_info import FLAG_NAMES, parse_extended_basic_information
 
@@ -210,6 +210,16 @@ class TestRegions:
     def test_counts_must_add_up(self):
         with pytest.raises(ValueError):
             region_verdict(10, 1, 1, 1)
+
+    def test_process_verdict_keeps_its_word_first(self):
+        """secureprocs' Verdict and the reports' cells: the verdict, then what qualifies it."""
+        assert render_process_verdict("secure", implausible=False, partial=False) == "secure"
+        assert render_process_verdict("secure", implausible=True, partial=False) == \
+            "secure (implausible)"
+        assert render_process_verdict("normal", implausible=False, partial=True) == \
+            "normal (partial)"
+        both = render_process_verdict("secure", implausible=True, partial=True)
+        assert both == "secure (implausible) (partial)" and both.split(" (")[0] == "secure"
 
     def test_partial_says_so(self):
         assert render_region_verdict(INACCESSIBLE, False) == "inaccessible"

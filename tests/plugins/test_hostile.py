@@ -16,7 +16,9 @@ from hostile import ADDRESS_MASK, Patch, deadline
 from volatility3.framework import renderers
 from volatility3.framework.interfaces.renderers import BaseAbsentValue
 
-from iumdump.analysis.derive import PARTIAL_SUFFIX
+from iumdump.analysis.derive import IMPLAUSIBLE_SUFFIX, PARTIAL_SUFFIX
+
+KUSER_SHARED_DATA_USER = 0x7FFE0000  # its user-space alias, mapped in every process (DESIGN §4)
 
 @pytest.fixture
 def run(plugin_session, plugin_classes):
@@ -134,7 +136,8 @@ def test_garbage_flag_words_decode_exactly_without_raising(patch, run):
 
     row = {r["PID"]: r for r in run(dump.result, "secureprocs")}[pid]
     assert row["Protection"] == "Type7/Signer15+Audit"
-    assert row["Secure"] is True and row["Verdict"] == "secure"
+    # the values as the dump holds them; the verdict says no kernel writes them (issue 9)
+    assert row["Secure"] is True and row["Verdict"] == "secure" + IMPLAUSIBLE_SUFFIX
     assert row["SecureHandle"] == 0xFFFF_FFFF_FFFF_FFFC
     # every derivable flag bit set: all but IsStronglyNamed (6) and IsTrustedApp (9, unnamed);
     # IsWow64Process comes from a pointer that was left alone
@@ -142,6 +145,38 @@ def test_garbage_flag_words_decode_exactly_without_raising(patch, run):
     info = {r["PID"]: r for r in run(dump.result, "extbasicinfo")}[pid]
     assert info["IsProcessDeleting"] is True and info["IsSubsystemProcess"] is True
     assert isinstance(info["IsStronglyNamed"], BaseAbsentValue)
+
+
+def test_a_secure_state_no_kernel_writes_is_not_a_clean_secure_row(patch, run):
+    """Regression (issue 9): notepad.exe with SecureState all ones read Secure True, SecureHandle
+    0xfffffffffffffffc, Verdict ``secure``, only a stderr warning saying otherwise, while
+    ``iumdump analyze`` does not count it as secure. The values stay as the dump holds them; the
+    verdict keeps its word first and says it is implausible."""
+    dump = patch()
+    notepad = next(p for p in linked(dump.original.truth) if p["name"] == "notepad.exe")
+    _, size = dump.field(notepad["pid"], "Pcb.SecureState")
+    dump.write_field(notepad["pid"], "Pcb.SecureState", b"\xff" * size)
+    rows = {row["PID"]: row for row in run(dump.result, "secureprocs")}
+    row = rows[notepad["pid"]]
+    assert (row["Secure"], row["SecureHandle"]) == (True, 0xFFFF_FFFF_FFFF_FFFC)
+    assert row["Verdict"] == "secure (implausible)"
+    assert row["Verdict"].split(" (")[0] == "secure"  # the documented way to parse it
+    assert all(rows[p["pid"]]["Verdict"] == p["verdict"] for p in linked(dump.original.truth)
+               if p["pid"] != notepad["pid"])
+
+
+def test_an_object_in_user_space_is_not_a_normal_row(patch, run):
+    """Regression (issue 9): a Flink into the user alias of KUSER_SHARED_DATA gave the row
+    ``0 0 (empty) 0x7ffe0000 … normal`` with no mark, where analyze marks the object partial
+    (not a process). The row's verdict now says partial, as the reports' verdict cells do."""
+    dump = patch()
+    victim = linked(dump.original.truth)[-3]
+    links = dump.symbols.member("_EPROCESS", "ActiveProcessLinks").offset
+    dump.write_field(victim["pid"], "ActiveProcessLinks.Flink", KUSER_SHARED_DATA_USER + links)
+    rows = run(dump.result, "secureprocs")
+    (fake,) = [row for row in rows if row["Offset(V)"] == KUSER_SHARED_DATA_USER]
+    assert fake["Verdict"] == "normal" + PARTIAL_SUFFIX
+    assert not any(row["Verdict"].endswith(")") for row in rows if row is not fake)
 
 
 def _trustlet(truth):

@@ -12,7 +12,14 @@ TrustletId, Protection, ExtendedFlags, Verdict, ImagePath.
   memory is unreadable) contributes 0, as in the bytes Windows would fill; windows.extbasicinfo
   shows each flag, unknown ones as unavailable values.
 - Verdict: ``masquerade`` (LsaIso.exe, vmsp.exe, BioIso.exe or FsIso.exe on a process that is not
-  secure) > ``secure`` > ``enclave-host`` (a secure handle without bit 0) > ``normal``.
+  secure) > ``secure`` > ``enclave-host`` (a secure handle without bit 0) > ``normal``, followed
+  by `` (implausible)`` where the EPROCESS holds a value no Windows kernel writes (the row is
+  printed as the dump holds it; ``iumdump analyze`` raises an ``implausible-value`` finding, and
+  a process whose secure state is implausible, e.g. ``secure (implausible)``, is not counted as
+  secure there nor walked by windows.trustletpages), and by `` (partial)`` where the object is
+  not where the kernel keeps a process (a list link into user space: ``normal (partial)``; the
+  report marks it partial). The verdict word always comes first: ``split(" (")[0]`` is one of the
+  four. Unreadable fields alone do not qualify it: their cells are unreadable values.
 - ImagePath: ``_EPROCESS.SeAuditProcessCreationInfo.ImageFileName``, the NT device path of the
   image (``\\Device\\HarddiskVolume3\\Windows\\System32\\LsaIso.exe``), read from pool memory, so
   known for a trustlet too; minimal processes hold their bare name there, System nothing
@@ -53,6 +60,7 @@ from iumdump.analysis.derive import (
     SECURE,
     DerivedProcess,
     derive_process,
+    render_process_verdict,
 )
 from iumdump.analysis.plugin_support import absent_value, check_dump
 
@@ -75,7 +83,8 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
     #         secure, masquerading and enclave-host processes)
     # 1.2.0 - checks the dump file first; warns of implausible values and non-kernel objects
     # 1.2.1 - timeline lines of enclave hosts and masquerades no longer begin "Secure process"
-    _version = (1, 2, 1)
+    # 1.3.0 - Verdict qualified " (implausible)" / " (partial)" as the analyze reports are
+    _version = (1, 3, 0)
 
     @classmethod
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
@@ -126,7 +135,9 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
             if process.verdict is None:
                 verdict = absent_value(process.secure.reason)
             else:
-                verdict = process.verdict
+                verdict = render_process_verdict(process.verdict,
+                                                 implausible=bool(process.doubts),
+                                                 partial=bool(fields.problems))
             if fields.partial:
                 vollog.info(
                     f"Process at {fields.offset:#x}: unreadable "
