@@ -307,15 +307,40 @@ def test_eprocess_offsets_of_another_build(tmp_path, synth_dump, untouched):
 
 def test_a_list_head_the_table_misplaces(tmp_path, synth_dump, untouched):
     """PsActiveProcessHead 1 MiB off: the list gives nothing. analyze still has the pool scan,
-    and says the report is partial and why; the plugins without --scan refuse."""
+    and says the report is partial and why; the plugins without --scan refuse.
+
+    Regression: analyze's reason did not name the symbol table, and it raised one medium
+    unlinked-process finding (suggesting DKOM) per process, when the list could not be read at
+    all: the scan's processes are neither in it nor shown missing from it. Their ``linked`` is
+    null, the summary counts them apart, and ``--scan`` rows show Linked unreadable."""
     head = lambda data: data["symbols"]["PsActiveProcessHead"]  # noqa: E731
-    run, done, _table = _with_table(tmp_path, synth_dump("credential-guard", "raw"),
-                                    lambda data: head(data).update(address=head(data)["address"]
-                                                                   + 0x10_0000), untouched)
+    dump = synth_dump("credential-guard", "raw")
+    run, done, table = _with_table(tmp_path, dump,
+                                   lambda data: head(data).update(address=head(data)["address"]
+                                                                  + 0x10_0000), untouched)
     report = partial(run, "PsActiveProcessHead at ")
     assert report["summary"]["processes"] == 19 and report["summary"]["linked"] == 0
     assert done.returncode == 1
     assert "no process found in the active process list" in done.stderr
+
+    fits = f"{table}: symbol table does not fit the kernel in this dump: no process found in " \
+        "the active process list (PsActiveProcessHead at "
+    (note,) = report["analysis"]["notes"]
+    assert note.startswith(fits) and "the 19 processes found by pool scanning cannot be " \
+        "called unlinked" in note
+    assert fits in done.stderr  # the plugin's refusal says the same of the same table
+    assert not _findings(report, "unlinked-process")
+    assert {p["linked"] for p in report["processes"]} == {None}
+    assert (report["summary"]["unlinked"], report["summary"]["linked_unknown"]) == (0, 19)
+    assert "19 found by pool scanning where the active list could not be read" in \
+        (run.out / "report.md").read_text()
+    assert _findings(report, "vbs-active")[0]["message"].startswith("Secure System (PID")
+
+    scanned = vol(tmp_path, dump.dump_path, table.parents[3], "secureprocs", "--scan")
+    assert scanned.returncode == 0, scanned.stderr
+    rows = [line.split("\t") for line in scanned.stdout.splitlines() if line[:1].isdigit()]
+    assert len(rows) == 19 and {row[4] for row in rows} == {"-"}  # Linked: unreadable
+    assert fits in scanned.stderr and "cannot be called unlinked" in scanned.stderr
 
 
 @pytest.mark.parametrize("damage, expected", [

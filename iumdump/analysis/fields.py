@@ -150,7 +150,9 @@ class _ProcessValues:
 
 ProcessFields = _made_here(dataclasses.make_dataclass(
     "ProcessFields",
-    [("offset", int), ("linked", bool, dataclasses.field(default=True))]
+    # linked: in the active list; False: found only by the pool scan; None: the list could not be
+    # read at all, so the scan's processes are neither in it nor known to be missing from it
+    [("offset", int), ("linked", bool | None, dataclasses.field(default=True))]
     + [(f.attribute, f.value_type | None, dataclasses.field(default=None))
        for f in VALUE_FIELDS]
     + [("layout", KernelLayout, dataclasses.field(default_factory=KernelLayout)),

@@ -9,6 +9,7 @@ kind                           severity  when
 =============================  ========  ====================================================
 masquerade                     high      a trustlet's image name on a process that is not secure
 unlinked-process               medium    found by pool scanning, absent from the active list
+                                         (never where the list could not be read at all)
 trustlet-pages-readable        medium    a secure process has user pages with content in the
                                          dump, which a VTL0 acquisition cannot produce
 enclave-host                   info/low  a process holds a secure (enclave) handle without being
@@ -248,7 +249,8 @@ def vbs_findings(processes: Sequence[DerivedProcess]) -> list[Finding]:
     # A "Secure System" the kernel says is not secure (e.g. on a kernel that predates VBS) is a
     # name, not evidence of VBS; nor is an object that is not where a process can be.
     systems = [p for p in processes
-               if _is_secure_system(p) and p.linked and p.secure.secure is not False
+               if _is_secure_system(p) and p.linked is not False
+               and p.secure.secure is not False
                and not p.fields.problems]
     if systems:
         process = systems[0]
@@ -365,7 +367,7 @@ def process_findings(process: DerivedProcess, genuine: Mapping[str, DerivedProce
             "for a moment after exit; a process that lingers long, or an ExitTime on a process "
             "that still has threads, deserves a look.")
 
-    if not process.linked:
+    if process.linked is False:  # (None: the list could not be read; the report says so)
         kind_of = {SECURE: "secure process", MASQUERADE: "process with a trustlet's name"}.get(
             process.verdict or "", "process")
         if process.exited:

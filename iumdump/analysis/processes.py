@@ -65,9 +65,13 @@ def process_selection_requirements(*, architectures: list[str], pid_description:
 def iter_processes(context: interfaces.context.ContextInterface, kernel_module_name: str, *,
                    scan: bool = False, pids: Iterable[int] | None = None,
                    problems: list[str] | None = None
-                   ) -> Iterator[tuple[interfaces.objects.ObjectInterface, bool]]:
+                   ) -> Iterator[tuple[interfaces.objects.ObjectInterface, bool | None]]:
     """``(EPROCESS, linked)`` for every process of the active list, then (with ``scan``) those the
     pool scanner finds that the list does not hold (``linked`` False). ``pids`` filters both.
+    Where the active list cannot be read at all (PsActiveProcessHead unreadable, leading to
+    unreadable memory, or empty: every Windows kernel lists System), the scan's processes are not
+    shown missing from it: their ``linked`` is None (unknown), and the problem names the symbol
+    table, as the error for finding no process at all does.
 
     A walk or scan that hits unreadable memory ends there; what it found stays. Whatever makes
     the listing incomplete — an unreadable list or scan, a list that does not lead back to its
@@ -83,17 +87,22 @@ def iter_processes(context: interfaces.context.ContextInterface, kernel_module_n
         if problems is not None:
             problems.append(message)
 
-    list_problem = active_list_problem(context, kernel_module_name)
-    if list_problem:
-        problem(list_problem)
-    active = []
+    list_problem, reached = _walk_active_list(context, kernel_module_name)
+    active, walked = [], 0
     try:
-        for proc in pslist.PsList.list_processes(context, kernel_module_name,
-                                                 filter_func=leave_out):
-            active.append(proc)
+        # Unfiltered, so that "the walk found nothing" is not mistaken for "--pid chose nothing".
+        for proc in pslist.PsList.list_processes(context, kernel_module_name):
+            walked += 1
+            if not leave_out(proc):
+                active.append(proc)
     except exceptions.InvalidAddressException as excp:
         problem(f"Active process list unreadable at {excp.invalid_address:#x}; "
                 "the listing is partial")
+    # A list that gives no entry, neither from its head's Flink nor (as Volatility also walks)
+    # from its Blink, holds nothing to compare the pool scan with.
+    unread = list_problem is not None and not reached and not walked
+    if list_problem and not (unread and scan):
+        problem(list_problem)  # (unread and scanned: said below, with what the scan found)
     if active and not pids and not any(_has_process_id(proc) for proc in active):
         raise table_mismatch(context, kernel_module_name, "_EPROCESS.UniqueProcessId",
                              f"none of the {len(active)} processes of the active process list "
@@ -105,7 +114,13 @@ def iter_processes(context: interfaces.context.ContextInterface, kernel_module_n
         yield proc, True
     if scan:
         found, also_listed = yield from _scanned(context, kernel_module_name, leave_out, seen,
-                                                 problem)
+                                                 problem, linked=None if unread else False)
+        if unread and found:
+            problem(str(table_mismatch(
+                context, kernel_module_name, "PsActiveProcessHead",
+                f"no process found in the active process list ({_lower(list_problem)}); the "
+                f"{_plural_processes(found)} found by pool scanning cannot be called unlinked: "
+                "whether they are in the list is unknown")))
         if listed and found and not also_listed and not list_problem and not pids:
             # A closed ring of objects none of which the pool holds: the list is fine, the
             # offsets the table gives for walking it are not.
@@ -116,7 +131,7 @@ def iter_processes(context: interfaces.context.ContextInterface, kernel_module_n
     if listed + found or pids:
         return
     where = "in the active process list" + (" nor by pool scanning" if scan else "")
-    cause = f" ({list_problem.replace('The ', 'the ', 1)})" if list_problem else ""
+    cause = f" ({_lower(list_problem)})" if list_problem else ""
     raise table_mismatch(context, kernel_module_name, "PsActiveProcessHead",
                          f"no process found {where}{cause}"
                          + ("" if scan else "; --scan also searches the pool"))
@@ -129,10 +144,20 @@ def _has_process_id(proc: interfaces.objects.ObjectInterface) -> bool:
         return False
 
 
-def _scanned(context, kernel_module_name: str, leave_out, seen: set[int], problem
-             ) -> Iterator[tuple[interfaces.objects.ObjectInterface, bool]]:
-    """The pool scan's processes that the list did not hold; returns how many, and how many
-    the scan found that the list held too."""
+def _lower(sentence: str) -> str:
+    """A sentence of :func:`active_list_problem` as a clause of another."""
+    return sentence.replace("The ", "the ", 1) if sentence.startswith("The ") else sentence
+
+
+def _plural_processes(count: int) -> str:
+    return f"{count:,} process" + ("" if count == 1 else "es")
+
+
+def _scanned(context, kernel_module_name: str, leave_out, seen: set[int], problem, *,
+             linked: bool | None = False
+             ) -> Iterator[tuple[interfaces.objects.ObjectInterface, bool | None]]:
+    """The pool scan's processes that the list did not hold, each with ``linked``; returns how
+    many, and how many the scan found that the list held too."""
     kernel = context.modules[kernel_module_name]
     found = also_listed = 0
     try:
@@ -157,7 +182,7 @@ def _scanned(context, kernel_module_name: str, leave_out, seen: set[int], proble
                 continue
             seen.add(proc.vol.offset)
             found += 1
-            yield proc, False
+            yield proc, linked
     except exceptions.InvalidAddressException as excp:
         problem(f"Pool scan stopped at unreadable {excp.invalid_address:#x}; the scan is partial")
     return found, also_listed
@@ -169,6 +194,12 @@ def active_list_problem(context: interfaces.context.ContextInterface,
     PsActiveProcessHead leads back to it. Volatility's walk (forward, then backward) stops
     silently at an unreadable link or an entry it has seen, so a cut or a loop would otherwise
     pass for a short list."""
+    return _walk_active_list(context, kernel_module_name)[0]
+
+
+def _walk_active_list(context: interfaces.context.ContextInterface, kernel_module_name: str
+                      ) -> tuple[str | None, int]:
+    """(:func:`active_list_problem`, how many entries the Flinks reached beyond the head)."""
     kernel = context.modules[kernel_module_name]
     try:
         head = kernel.object(object_type="_LIST_ENTRY",
@@ -185,22 +216,24 @@ def active_list_problem(context: interfaces.context.ContextInterface,
             link = int.from_bytes(layer.read(address, width), "little") & layer.address_mask
         except exceptions.InvalidAddressException:
             if not count:
-                return f"PsActiveProcessHead at {address:#x} cannot be read"
+                return f"PsActiveProcessHead at {address:#x} cannot be read", count
             return (f"The active process list is cut after {_entries(count)}: the entry at "
-                    f"{address:#x} cannot be read")
+                    f"{address:#x} cannot be read"), count
         if link == start:
-            return None if count else "The active process list (PsActiveProcessHead) is empty"
+            return (None if count else "The active process list (PsActiveProcessHead) is empty"
+                    ), count
         if link in visited:
             return (f"The active process list loops: entry {count} links back to "
-                    f"{link:#x} instead of returning to PsActiveProcessHead")
+                    f"{link:#x} instead of returning to PsActiveProcessHead"), count
         if not layer.is_valid(link, width):
             if not count:
-                return f"PsActiveProcessHead at {address:#x} links to unreadable {link:#x}"
+                return f"PsActiveProcessHead at {address:#x} links to unreadable {link:#x}", count
             return (f"The active process list is cut after {_entries(count)}: the entry at "
-                    f"{address:#x} links to unreadable {link:#x}")
+                    f"{address:#x} links to unreadable {link:#x}"), count
         visited.add(link)
         address = link
-    return f"The active process list has more than {MAX_LIST_ENTRIES:,} entries (corrupt)"
+    return (f"The active process list has more than {MAX_LIST_ENTRIES:,} entries (corrupt)",
+            MAX_LIST_ENTRIES)
 
 
 def _entries(count: int) -> str:

@@ -144,8 +144,11 @@ def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=No
               f" {kernel.get('pdb_guid')}-{kernel.get('pdb_age')}", file=stream)
         secure = ", ".join(f"{visible(p['name'])} ({p['pid']})"
                            for p in summary["secure_processes"]) or "none"
-        print(f"found    {summary['processes']} processes ({summary['unlinked']} unlinked); "
-              f"secure: {secure}", file=stream)
+        unknown = summary.get("linked_unknown")
+        membership = f"{summary['unlinked']} unlinked" + (
+            f", {unknown} whose list membership is unknown" if unknown else "")
+        print(f"found    {summary['processes']} processes ({membership}); secure: {secure}",
+              file=stream)
         control = summary.get("control")
         if control and control["pages"]:
             holds = "holds" if control["captured"] else "does not hold"

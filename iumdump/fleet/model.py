@@ -69,7 +69,7 @@ def dump_record(dump: FleetDump, status: str, *, report: Mapping[str, Any] | Non
         "vbs": summary["vbs_active"], "credential_guard": summary["credential_guard"],
         "secure_processes": _processes(report, lambda p: p["verdict"] == SECURE),
         "masquerades": _processes(report, lambda p: p["verdict"] == MASQUERADE),
-        "unlinked_secure": _processes(report, lambda p: p["secure"] and not p["linked"]),
+        "unlinked_secure": _processes(report, lambda p: p["secure"] and p["linked"] is False),
         "enclave_hosts": summary["verdicts"].get(ENCLAVE_HOST, 0),
         "processes": summary["processes"], "verdicts": dict(summary["verdicts"]),
         "findings": dict(summary["findings"]),

@@ -87,8 +87,10 @@ def _describe(process: dict[str, Any]) -> str:
     name = process["name"] if process["name"] is not None else "<unreadable name>"
     pid = process["pid"] if process["pid"] is not None else "unreadable"
     parts = [f"{process['verdict']} process {name} (PID {pid}, EPROCESS {process['offset']:#x})"]
-    if not process["linked"]:
+    if process["linked"] is False:
         parts.append("unlinked")
+    elif process["linked"] is None:
+        parts.append("list membership unknown")
     identity = process.get("trustlet_identity")
     if identity and process["secure"]:
         parts.append(f"trustlet {identity['id']}" + (f" {identity['name']}" if identity["name"]

@@ -212,7 +212,9 @@ def summarize(processes: Sequence[DerivedProcess], pages: Mapping[int, ProcessPa
     return {
         "processes": len(processes),
         "linked": sum(1 for p in processes if p.linked),
-        "unlinked": sum(1 for p in processes if not p.linked),
+        "unlinked": sum(1 for p in processes if p.linked is False),
+        # found by the pool scan where the active list could not be read at all
+        "linked_unknown": sum(1 for p in processes if p.linked is None),
         "verdicts": verdicts,
         "secure_processes": [{"pid": p.pid, "name": p.name} for p in processes
                              if believed_secure(p)],

@@ -394,3 +394,17 @@ def test_a_summary_header_windows_does_not_write_is_a_machine_finding(signature,
     assert [(f.kind, f.severity, f.pid) for f in found if f.pid is None] == expected
     assert kinds(dump_findings(procs, accounting, "crash-bitmap")) <= kinds(found)
     assert (TRUSTLET_PAGES_INACCESSIBLE, 712) in kinds(found)
+
+
+def test_no_process_is_called_unlinked_where_the_list_could_not_be_read():
+    """Regression (issue 9): with the table's PsActiveProcessHead misplaced, every process the
+    pool scan found got a medium unlinked-process finding pointing to DKOM, though the list
+    could not be read at all. ``linked`` None (unknown) raises none, and Secure System found
+    that way still shows VBS running."""
+    procs, accounting = credential_guard_machine()
+    unknown = [derive_process(dataclasses.replace(p.fields, linked=None)) for p in procs]
+    found = dump_findings(unknown, accounting, "crash-bitmap")
+    assert not [f for f in found if f.kind == UNLINKED_PROCESS]
+    assert kinds(found) == kinds(dump_findings(procs, accounting, "crash-bitmap"))
+    assert dump_findings([process("ghost.exe", 7000, linked=False)], {}, "raw")[0].kind == \
+        UNLINKED_PROCESS

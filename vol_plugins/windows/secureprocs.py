@@ -20,6 +20,9 @@ TrustletId, Protection, ExtendedFlags, Verdict, ImagePath.
   not where the kernel keeps a process (a list link into user space: ``normal (partial)``; the
   report marks it partial). The verdict word always comes first: ``split(" (")[0]`` is one of the
   four. Unreadable fields alone do not qualify it: their cells are unreadable values.
+- Linked: True for the active list's processes, False for those only the pool scan finds; an
+  unreadable value where the active list could not be read at all (its head leads nowhere), so
+  that the pool scan's processes are neither in it nor shown to be missing from it.
 - ImagePath: ``_EPROCESS.SeAuditProcessCreationInfo.ImageFileName``, the NT device path of the
   image (``\\Device\\HarddiskVolume3\\Windows\\System32\\LsaIso.exe``), read from pool memory, so
   known for a trustlet too; minimal processes hold their bare name there, System nothing
@@ -83,7 +86,8 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
     #         secure, masquerading and enclave-host processes)
     # 1.2.0 - checks the dump file first; warns of implausible values and non-kernel objects
     # 1.2.1 - timeline lines of enclave hosts and masquerades no longer begin "Secure process"
-    # 1.3.0 - Verdict qualified " (implausible)" / " (partial)" as the analyze reports are
+    # 1.3.0 - Verdict qualified " (implausible)" / " (partial)" as the analyze reports are; Linked
+    #         is an unreadable value where the active list could not be read at all
     _version = (1, 3, 0)
 
     @classmethod
@@ -138,6 +142,7 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
                 verdict = render_process_verdict(process.verdict,
                                                  implausible=bool(process.doubts),
                                                  partial=bool(fields.problems))
+            linked = renderers.UnreadableValue() if fields.linked is None else fields.linked
             if fields.partial:
                 vollog.info(
                     f"Process at {fields.offset:#x}: unreadable "
@@ -152,7 +157,7 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
                     self._value(fields.ppid, fields.reason("ppid")),
                     self._value(fields.name, fields.reason("name")),
                     format_hints.Hex(fields.offset),
-                    fields.linked,
+                    linked,
                     self._value(process.secure.secure, process.secure.reason),
                     self._value(process.secure.secure_handle, process.secure.reason,
                                 format_hints.Hex),
@@ -172,8 +177,10 @@ class SecureProcs(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterfa
         label = TIMELINE_VERDICTS.get(process.verdict, "Process")
         parts = [f"{label}: {process.pid} {name} ({process.offset:#x}) "
                  f"verdict {process.verdict}"]
-        if not process.linked:
+        if process.linked is False:
             parts.append("unlinked (pool scan)")
+        elif process.linked is None:
+            parts.append("found by pool scan (the active list could not be read)")
         identity = process.trustlet_identity
         if identity is not None and process.secure.secure:
             label = f"trustlet {identity.id}" + (f" {identity.name}" if identity.name else "")
