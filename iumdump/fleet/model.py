@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, Sequence
 
 from .. import __version__
-from ..analysis.derive import ENCLAVE_HOST, MASQUERADE, SECURE, VERDICTS
+from ..analysis.derive import ENCLAVE_HOST, MASQUERADE, VERDICTS
 from ..analysis.findings import SEVERITIES, SEVERITY_RANK
 from ..report.model import TOOL_NAME, iso_time, volatility_version
 from .inputs import FleetDump
@@ -67,7 +67,10 @@ def dump_record(dump: FleetDump, status: str, *, report: Mapping[str, Any] | Non
         "sha256": dump_info["sha256"], "format": dump_info["format"],
         "kernel_build": kernel.get("build"), "pdb_guid": kernel.get("pdb_guid"),
         "vbs": summary["vbs_active"], "credential_guard": summary["credential_guard"],
-        "secure_processes": _processes(report, lambda p: p["verdict"] == SECURE),
+        # The report's own list: a "secure" verdict whose secure state is implausible (its
+        # doubts) is not counted, as analyze does not count it.
+        "secure_processes": [{"pid": p["pid"], "name": p["name"]}
+                             for p in summary["secure_processes"]],
         "masquerades": _processes(report, lambda p: p["verdict"] == MASQUERADE),
         "unlinked_secure": _processes(report, lambda p: p["secure"] and p["linked"] is False),
         "enclave_hosts": summary["verdicts"].get(ENCLAVE_HOST, 0),

@@ -82,6 +82,25 @@ def test_summary_counts_and_severity_order(reports):
         ["bad", "srv03", "ws01", "ws02"]
 
 
+def test_a_secure_verdict_with_an_implausible_state_is_not_a_secure_process(reports):
+    """Regression: fleet counted every process whose verdict reads "secure", so a notepad.exe
+    whose SecureState word is all ones (analyze: "not counted as a secure process") was one of
+    the machine's secure processes in fleet.json while report.json left it out."""
+    import copy
+
+    report = copy.deepcopy(reports["credential-guard"])
+    fake = dict(next(p for p in report["processes"] if p["name"] == "notepad.exe"))
+    fake.update(verdict="secure", secure=True, doubts=["Pcb.SecureState 0xffffffffffffffff "
+                                                       "sets bit 1"])
+    report["processes"] = [fake if p["name"] == "notepad.exe" else p
+                           for p in report["processes"]]
+    listed = record("ws01", report)["secure_processes"]
+    assert listed == [{"pid": p["pid"], "name": p["name"]}
+                      for p in report["summary"]["secure_processes"]]
+    assert "notepad.exe" not in {p["name"] for p in listed}
+    assert {"Secure System", "LsaIso.exe"} <= {p["name"] for p in listed}
+
+
 def test_hostile_text_stays_inert(reports):
     """A process name with markup and a right-to-left override, a file name that a spreadsheet
     would run as a formula or a browser would parse as markup."""
