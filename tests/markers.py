@@ -1,11 +1,11 @@
 """What the quick subset leaves out: ``pytest -m "not slow"`` runs in under a minute on two cores,
 ``pytest`` runs everything.
 
-Marked slow (``SLOW``): whole modules that run other programs — ``vol`` and ``iumdump`` as
-commands on damaged dumps, MemProcFS, Chromium, a wheel build, Dask clusters — and, of each test
-over the matrix of scenarios × acquisition formats × symbol tables, every dump but the
-:data:`QUICK_DUMPS`: a Credential Guard machine and the adversarial one, in the default format
-with the built-in symbol table. The quick subset still runs every test function of a matrix.
+Marked slow (``SLOW``): tests and whole modules that run other programs — ``vol`` and
+``iumdump`` as commands on damaged dumps, MemProcFS, Chromium, case_validate, a wheel build, Dask
+clusters — and, of each test over the matrix of scenarios × acquisition formats × symbol tables,
+every dump but the :data:`QUICK_DUMPS`: a Credential Guard machine and the adversarial one, in
+the default format with the built-in symbol table. The quick subset still runs every test function of a matrix.
 """
 
 from __future__ import annotations

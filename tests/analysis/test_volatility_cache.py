@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from markers import SLOW
 
 from iumdump.analysis import volatility_cache
 from iumdump.analysis.volatility_env import index_symbol_tables, volatility_settings
@@ -83,6 +84,7 @@ def test_another_symbol_directory_does_not_unindex_mine(two_copies, private_cach
     assert indexed(private_cache, a) == first, "the second -s A run indexed the table again"
 
 
+@SLOW  # runs iumdump analyze as a program
 def test_a_run_between_my_index_and_my_lookup_cannot_unindex_my_table(two_copies,
                                                                         private_cache,
                                                                         tmp_path):
@@ -109,6 +111,7 @@ def test_a_run_between_my_index_and_my_lookup_cannot_unindex_my_table(two_copies
     assert found == (a / dump.isf_path.relative_to(dump.symbols_dir)).as_uri()
 
 
+@SLOW  # runs iumdump analyze as a program
 def test_concurrent_runs_with_the_same_and_other_symbol_directories(two_copies, tmp_path):
     """Three analyses at once on a cold cache, two with -s A and one with -s B (a fleet's
     workers beside an analyst's own run): all succeed, each with its own copy of the table."""

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 import pytest
+from markers import SLOW
 from report_fixtures import analyze_dump, credential_guard_machine, make_report
 
 from iumdump.report import case
@@ -145,6 +146,7 @@ def test_every_extension_term_is_declared_in_the_ontology(adversarial):
 
 
 @needs_case_validate
+@SLOW  # runs case_validate, another program (about 25 s on two cores)
 def test_case_validate_conforms(adversarial):
     """CASE's shapes, iumdump's extension shapes and the review of the extension's classes and
     properties (--review-tbox, as the CASE examples validate their drafting terms)."""
@@ -157,6 +159,7 @@ def test_case_validate_conforms(adversarial):
 
 
 @needs_case_validate
+@SLOW  # runs case_validate, another program (about 25 s on two cores)
 def test_case_validate_holds_values_to_the_extension_shapes(adversarial, tmp_path):
     """The shapes are not decoration: a severity outside info/low/medium/high fails."""
     _truth, _report, path = adversarial
