@@ -12,7 +12,7 @@ from ..errors import InvalidInputError
 from ..report import (DEFAULT_FORMATS, FILE_NAMES, FORMATS, Report, report_paths,
                       write_report as write)
 from ..report.output import check_targets
-from ..report.model import control_label
+from ..report.model import control_label, dump_format_label
 from ..report.text import visible
 
 DESCRIPTION = """\
@@ -137,11 +137,12 @@ def print_summary(report: Report, written: list[Path], *, quiet: bool, stream=No
     stream = stream or sys.stdout
     if not quiet:
         dump, kernel, summary = report.dump, report.kernel, report.summary
-        print(f"dump     {visible(dump['path'])} ({dump['format']}, {dump['size']:,} bytes)",
-              file=stream)
+        print(f"dump     {visible(dump['path'])} ({visible(dump_format_label(dump))}, "
+              f"{dump['size']:,} bytes)", file=stream)
         print(f"sha256   {dump['sha256']}", file=stream)
-        print(f"kernel   build {kernel.get('build') or 'unknown'}, {kernel.get('pdb_name') or 'PDB'}"
-              f" {kernel.get('pdb_guid')}-{kernel.get('pdb_age')}", file=stream)
+        print(f"kernel   build {kernel.get('build') or 'unknown'}, "
+              f"{kernel.get('pdb_name') or 'PDB'} {kernel.get('pdb_guid')}-{kernel.get('pdb_age')}",
+              file=stream)
         secure = ", ".join(f"{visible(p['name'])} ({p['pid']})"
                            for p in summary["secure_processes"]) or "none"
         unknown = summary.get("linked_unknown")

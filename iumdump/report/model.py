@@ -120,6 +120,21 @@ def pages_entry(process: DerivedProcess, pages: ProcessPages) -> dict[str, Any]:
     return entry
 
 
+def dump_format_label(dump: Mapping[str, Any]) -> str:
+    """The dump's format with what its crash dump header says, e.g. ``crash-live, DumpType 6,
+    SDMP, bug check 0xe2``: DumpType 6 is a live dump or one written at a bug check, and the
+    bug check tells them apart (0x161 LIVE_SYSTEM_DUMP for a live one). Reports written before
+    these keys existed give the format alone."""
+    parts = []
+    if dump.get("dump_type") is not None:
+        parts.append(f"DumpType {dump['dump_type']}")
+    if dump.get("summary_signature"):
+        parts.append(str(dump["summary_signature"]))
+    if dump.get("bug_check") is not None:
+        parts.append(f"bug check {dump['bug_check']:#x}")
+    return ", ".join([str(dump["format"]), *parts])
+
+
 def control_label(control: Mapping[str, Any]) -> str:
     count = control["processes"]
     return f"{count} normal process{'' if count == 1 else 'es'}"

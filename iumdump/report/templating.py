@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from ..analysis.findings import SEVERITIES
 from . import text
-from .model import (FLAG_SHORT, SEVERITY_NOTES, control_label, pages_sentence,
+from .model import (FLAG_SHORT, SEVERITY_NOTES, control_label, dump_format_label, pages_sentence,
                     trustlet_id_text, verdict_text)
 
 TEMPLATE_PACKAGE = "iumdump.report"
@@ -59,6 +59,7 @@ def _html_finalize(value: Any) -> Any:
 _FILTERS = {
     "basename": os.path.basename,
     "control_label": control_label,
+    "dump_format": dump_format_label,
     "hex": text.hex_or_dash,
     "pid": text.pid_text,
     "thousands": "{:,}".format,

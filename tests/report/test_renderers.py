@@ -13,7 +13,7 @@ import pytest
 from report_fixtures import credential_guard_machine, make_report, pages, process
 
 from iumdump.report import FILE_NAMES, FORMATS, html, jsonreport, markdown, render
-from iumdump.report.model import REPORT_VERSION, Report
+from iumdump.report.model import REPORT_VERSION, Report, dump_format_label
 from iumdump.report.text import html_text, markdown as md_text, visible
 
 HOSTILE = "<script>|x\u202e\n"  # 15 bytes is all ImageFileName holds; this is 12 characters
@@ -284,3 +284,17 @@ class TestControlAndSharedPage:
         assert "shared user data page (every process&#x27;s; not counted)" in text or \
             "shared user data page (every process's; not counted)" in text
         assert "shared-user-data" in text and "not-captured" in text
+
+
+@pytest.mark.parametrize("dump, label", [
+    ({"format": "raw"}, "raw"),  # a report.json written before the header keys existed
+    ({"format": "raw", "dump_type": None, "summary_signature": None, "bug_check": None}, "raw"),
+    ({"format": "crash-live", "dump_type": 6, "summary_signature": "SDMP", "bug_check": 0xE2},
+     "crash-live, DumpType 6, SDMP, bug check 0xe2"),
+    ({"format": "crash-live", "dump_type": 6, "summary_signature": "SDMP", "bug_check": 0x161},
+     "crash-live, DumpType 6, SDMP, bug check 0x161"),
+])
+def test_the_format_says_what_the_crash_dump_header_says(dump, label):
+    """DumpType 6 is a live dump or a kernel dump written at a bug check: the bug check, shown
+    beside the format in the summary, Markdown and HTML, is what tells an analyst which."""
+    assert dump_format_label(dump) == label
