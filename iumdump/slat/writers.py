@@ -69,8 +69,12 @@ BUGCHECK_LIVE_SYSTEM_DUMP = 0x161  # the bug check code of a dump taken from a r
 # A crash forced from the keyboard (CrashOnCtrlScroll) or a kernel debugger: Microsoft's "Bug Check
 # 0xE2 MANUALLY_INITIATED_CRASH", windows-sys MANUALLY_INITIATED_CRASH = 226; no parameters.
 BUGCHECK_MANUALLY_INITIATED_CRASH = 0xE2
-# The bug check each format's header records unless KernelFacts names one.
-FORMAT_BUGCHECKS = {"crash-kernel": BUGCHECK_MANUALLY_INITIATED_CRASH}
+# The bug check each format's header records unless KernelFacts names one: Windows writes a
+# complete or kernel memory dump only at a bug check (here one forced from the keyboard, as an
+# analyst does to capture a machine), a live dump with LIVE_SYSTEM_DUMP.
+FORMAT_BUGCHECKS = {"crash-full": BUGCHECK_MANUALLY_INITIATED_CRASH,
+                    "crash-bitmap": BUGCHECK_MANUALLY_INITIATED_CRASH,
+                    "crash-kernel": BUGCHECK_MANUALLY_INITIATED_CRASH}
 _CHUNK_PAGES = 1024                # 4 MiB writes
 
 # What the view gave for a run of frames.

@@ -65,9 +65,9 @@ class Kept:
 DumpType = kdmp_parser.DumpType
 KEPT = {
     # A complete dump taken from the running system: every frame, refused ones as zeros.
-    "crash-full": Kept(DumpType.FullDump, LIVE_SYSTEM_DUMP, None, True, True, True),
+    "crash-full": Kept(DumpType.FullDump, MANUALLY_INITIATED_CRASH, None, True, True, True),
     # A complete-memory bitmap dump (FDMP): the frames in use, refused ones left out.
-    "crash-bitmap": Kept(DumpType.BMPDump, LIVE_SYSTEM_DUMP, b"FDMP", False, False, True),
+    "crash-bitmap": Kept(DumpType.BMPDump, MANUALLY_INITIATED_CRASH, b"FDMP", False, False, True),
     # Task Manager's live kernel memory dump: kernel memory only.
     "crash-live": Kept(DumpType.LiveKernelBitmapDump, LIVE_SYSTEM_DUMP, None, False, False,
                        False),

@@ -122,7 +122,8 @@ def test_crash_full_header_carries_the_kernel_facts(dumps):
         FACTS.ps_active_process_head, FACTS.kd_debugger_data_block)
     assert header.MachineImageType == 0x8664 and header.NumberProcessors == 4
     assert header.SystemTime == FACTS.system_time and header.MinorVersion == 19041
-    assert header.MajorVersion == 0xF and header.BugCheckCode == BUGCHECK_LIVE_SYSTEM_DUMP
+    # A complete memory dump is written at a bug check, never by a live capture (0x161).
+    assert header.MajorVersion == 0xF and header.BugCheckCode == 0xE2
 
 
 def test_crash_bitmap_leaves_refused_and_free_frames_out(machine, dumps):
