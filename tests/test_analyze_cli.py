@@ -285,22 +285,28 @@ def test_dump_is_only_ever_opened_read_only(synth_dump, tmp_path, monkeypatch):
     assert hashlib.sha256(Path(dump).read_bytes()).hexdigest() == before
 
 
+def analyze_with_summary_head(synth_dump, tmp_path, head: bytes) -> dict:
+    """report.json of the credential-guard bitmap dump (written ``FDMPDUMP``) with ``head``
+    written over the start of its _SUMMARY_DUMP at 0x2000; the analysis must succeed."""
+    result = synth_dump("credential-guard", "crash-bitmap")
+    data = bytearray(Path(result.dump_path).read_bytes())
+    assert data[0x2000:0x2008] == b"FDMPDUMP"
+    data[0x2000:0x2000 + len(head)] = head
+    dump = tmp_path / "memory.dmp"
+    dump.write_bytes(bytes(data))
+    code, _, stderr = run_cli("analyze", str(dump), "-s", str(result.symbols_dir), "-o",
+                              str(tmp_path / "out"), "--offline", "-q", "--format", "json")
+    assert (code, stderr) == (0, "")
+    return json.loads((tmp_path / "out" / "report.json").read_text())
+
+
 @SLOW
 @pytest.mark.parametrize("signature", [b"SDMP", b"FDMP"])
 def test_bitmap_dumps_with_either_summary_signature_are_analysed(signature, synth_dump,
                                                                  tmp_path):
     """Regression: every bitmap dump Windows writes (``SDMPDUMP`` for kernel and automatic
     dumps, ``FDMPDUMP`` for complete ones) was refused, because iumdump expected ``SDMPDU64``."""
-    result = synth_dump("credential-guard", "crash-bitmap")
-    data = bytearray(Path(result.dump_path).read_bytes())
-    assert data[0x2000:0x2008] == b"FDMPDUMP"
-    data[0x2000:0x2004] = signature
-    dump = tmp_path / "memory.dmp"
-    dump.write_bytes(bytes(data))
-    code, _, stderr = run_cli("analyze", str(dump), "-s", str(result.symbols_dir), "-o",
-                              str(tmp_path / "out"), "--offline", "-q", "--format", "json")
-    assert (code, stderr) == (0, "")
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    report = analyze_with_summary_head(synth_dump, tmp_path, signature)
     assert report["dump"]["format"] == "crash-bitmap"
     assert report["dump"]["summary_signature"] == signature.decode()
     kinds = {(f["kind"], f["pid"]) for f in report["findings"]}
@@ -312,15 +318,7 @@ def test_a_summary_header_windows_does_not_write_is_analysed_with_a_finding(synt
                                                                           tmp_path):
     """Regression: a bitmap dump reading ``SDMPDU64`` (iumdump's old emulator; Volatility reads
     it) was refused. It is analysed, and the report names the header as no Windows header."""
-    result = synth_dump("credential-guard", "crash-bitmap")
-    data = bytearray(Path(result.dump_path).read_bytes())
-    data[0x2000:0x2008] = b"SDMPDU64"
-    dump = tmp_path / "memory.dmp"
-    dump.write_bytes(bytes(data))
-    code, _, stderr = run_cli("analyze", str(dump), "-s", str(result.symbols_dir), "-o",
-                              str(tmp_path / "out"), "--offline", "-q", "--format", "json")
-    assert (code, stderr) == (0, "")
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    report = analyze_with_summary_head(synth_dump, tmp_path, b"SDMPDU64")
     assert report["dump"]["summary_signature"] == "SDMPDU64"
     header = [f for f in report["findings"] if f["kind"] == "nonstandard-dump-header"]
     assert [(f["severity"], f["pid"]) for f in header] == [("low", None)]
