@@ -24,9 +24,10 @@ Two things keep the counts honest about what the dump could hold:
   page tables map at 0xFFFFF78000000000 — and gets a row of its own, labelled, never counted as
   the process's pages;
 - **the control group**: the same accounting over the dump's normal processes
-  (:func:`control_group`). Where their user pages are in the dump, a trustlet whose pages are not
-  was protected by VTL1; where theirs are missing too (a live kernel dump, a kernel dump, a failed
-  acquisition), the dump cannot tell, and the verdict says ``not-captured``.
+  (:func:`.secure_pages.control_group`). Where their user pages are in the dump, a trustlet
+  whose pages are not was protected by VTL1; where theirs are missing too (a live kernel dump, a
+  kernel dump, a failed acquisition), the dump cannot tell, and the verdict says
+  ``not-captured``.
 
 Pages are read only to tell zero from content, a chunk at a time; no byte of a page is returned,
 logged or kept. Page tables that are missing, loop, or point outside the dump make the result
@@ -69,10 +70,6 @@ _ZERO_PAGE = bytes(PAGE_SIZE)
 # where every process sees the same frame read-only.
 KI_USER_SHARED_DATA = 0xFFFFF78000000000
 MM_SHARED_USER_DATA_VA = 0x7FFE0000
-
-# Normal processes walked for the control group: enough to tell a dump that holds user memory
-# from one that does not, few enough to cost little beside the trustlets' own walk.
-CONTROL_PROCESSES = 16
 
 FATE_ABSENT = 0
 FATE_ZERO = 1
