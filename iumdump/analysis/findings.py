@@ -60,6 +60,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from ..structs.crashdump import SUMMARY_DUMP_SIGNATURES
 from .derive import (
     ENCLAVE_HOST,
     INFERRED,
@@ -226,8 +227,9 @@ def _outside_system32(process: DerivedProcess, volume: str | None) -> str | None
     return None
 
 
-# What Windows writes at the head of a bitmap dump's _SUMMARY_DUMP, as the preflight names it.
-WINDOWS_SUMMARY_SIGNATURES = ("SDMP", "FDMP")
+# What Windows writes at the head of a bitmap dump's _SUMMARY_DUMP, as the preflight names it
+# (preflight.summary_signature_text): the signatures of structs.crashdump, where their sources are.
+WINDOWS_SUMMARY_SIGNATURES = tuple(s.decode("ascii") for s in SUMMARY_DUMP_SIGNATURES)
 
 
 def header_findings(summary_signature: str | None) -> list[Finding]:

@@ -15,7 +15,9 @@ from iumdump.analysis.findings import (CREDENTIAL_GUARD, ENCLAVE_HOST_KIND, HIGH
                                        SECURE_STATE_UNKNOWN, SEVERITIES, TRUSTLET,
                                        TRUSTLET_PAGES_INACCESSIBLE, TRUSTLET_PAGES_NOT_CAPTURED,
                                        TRUSTLET_PAGES_READABLE, UNLINKED_PROCESS, VBS_ACTIVE,
-                                       count_by_severity, dump_findings)
+                                       count_by_severity, dump_findings, header_findings)
+from iumdump.analysis.preflight import summary_signature_text
+from iumdump.structs import crashdump
 
 
 def kinds(findings) -> set[tuple[str, int | None]]:
@@ -394,6 +396,17 @@ def test_a_summary_header_windows_does_not_write_is_a_machine_finding(signature,
     assert [(f.kind, f.severity, f.pid) for f in found if f.pid is None] == expected
     assert kinds(dump_findings(procs, accounting, "crash-bitmap")) <= kinds(found)
     assert (TRUSTLET_PAGES_INACCESSIBLE, 712) in kinds(found)
+
+
+@pytest.mark.parametrize("signature", crashdump.SUMMARY_DUMP_SIGNATURES)
+def test_every_summary_signature_windows_writes_passes_as_the_preflight_names_it(signature):
+    """The finding once kept its own copy of the signatures structs.crashdump declares; this ties
+    the finding to them through the preflight's naming, so neither can drift from the other."""
+    stored = crashdump.StoredSummary(signature + crashdump.DUMP_VALID_DUMP, 0x2000, 1, 1)
+    assert header_findings(summary_signature_text(stored)) == []
+    altered = crashdump.StoredSummary(signature + crashdump.DUMP_VALID_DUMP64, 0x2000, 1, 1)
+    assert [f.kind for f in header_findings(summary_signature_text(altered))] == [
+        "nonstandard-dump-header"]
 
 
 def test_no_process_is_called_unlinked_where_the_list_could_not_be_read():
