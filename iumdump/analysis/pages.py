@@ -49,6 +49,7 @@ from volatility3.framework import constants, exceptions, interfaces, objects
 from volatility3.framework.layers import intel
 from volatility3.plugins.windows import vadinfo
 
+from ..structs.address_space import KI_USER_SHARED_DATA, MM_SHARED_USER_DATA_VA
 from ..structs.paging import ADDRESS_MASK, PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE_BIT, PRESENT
 from .derive import ProcessPages, RegionPages
 from .layers import PhysicalMemory, kernel_space_start
@@ -65,11 +66,6 @@ _TABLE = struct.Struct(f"<{ENTRIES}Q")
 READ_CHUNK = 1 << 20  # bytes read at once when testing frames for zeros
 _ZERO_CHUNK = bytes(READ_CHUNK)
 _ZERO_PAGE = bytes(PAGE_SIZE)
-
-# ntddk.h (x64): KI_USER_SHARED_DATA, the kernel's KUSER_SHARED_DATA, and MM_SHARED_USER_DATA_VA,
-# where every process sees the same frame read-only.
-KI_USER_SHARED_DATA = 0xFFFFF78000000000
-MM_SHARED_USER_DATA_VA = 0x7FFE0000
 
 FATE_ABSENT = 0
 FATE_ZERO = 1
