@@ -37,6 +37,7 @@ from importlib import resources
 from .. import __version__
 from ..errors import SymbolError
 from ..isf import SymbolTable
+from ..structs.pe import IMAGE_FILE_MACHINE_AMD64
 
 LAYOUT_RESOURCE = "ntkrnlmp-19041-x64.layout"
 
@@ -45,7 +46,6 @@ LAYOUT_RESOURCE = "ntkrnlmp-19041-x64.layout"
 BUILTIN_GUID = hashlib.sha256(b"iumdump built-in 19041").hexdigest()[:32].upper()
 BUILTIN_AGE = 1
 BUILTIN_PDB_NAME = "ntkrnlmp.pdb"
-IMAGE_FILE_MACHINE_AMD64 = 0x8664
 ISF_FORMAT = "6.1.0"
 
 # The base types Volatility's PDB converter writes for every x64 PDB (names are the converter's).

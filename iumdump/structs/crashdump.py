@@ -33,6 +33,7 @@ from construct import (
 
 from ..errors import DumpFormatError, TruncatedDumpError
 from .bitfields import construct_message
+from .pe import IMAGE_FILE_MACHINE_AMD64
 
 DUMP_HEADER64_SIZE = 0x2000
 RUN_LIST_OFFSET64 = 0x88                      # PhysicalMemoryBlockBuffer (crash64.json)
@@ -83,8 +84,6 @@ DUMP_TYPE_NAMES = {
     DumpType.KERNEL_AND_USER: "kernel and user memory dump (.dump /ka)",
     DumpType.COMPLETE_MEMORY: "complete memory dump (.dump /f)",
 }
-
-IMAGE_FILE_MACHINE_AMD64 = 0x8664
 
 
 def _pad(size) -> object:

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from construct import Int16ul, Int32ul, Struct
 
+# IMAGE_FILE_HEADER.Machine (Microsoft, "PE Format", Machine Types; winnt.h IMAGE_FILE_MACHINE_*),
+# also the machine a crash dump header and KUSER_SHARED_DATA.ImageNumberLow name.
+IMAGE_FILE_MACHINE_I386 = 0x014C
+IMAGE_FILE_MACHINE_AMD64 = 0x8664
+
 IMAGE_DIRECTORY_ENTRY_EXPORT = 0  # winnt.h: index of the export directory in DataDirectory
 IMAGE_DIRECTORY_ENTRY_DEBUG = 6
 
@@ -31,4 +36,4 @@ IMAGE_EXPORT_DIRECTORY = Struct(
 IMAGE_EXPORT_DIRECTORY_SIZE = 40
 
 __all__ = ["IMAGE_DIRECTORY_ENTRY_DEBUG", "IMAGE_DIRECTORY_ENTRY_EXPORT", "IMAGE_EXPORT_DIRECTORY",
-           "IMAGE_EXPORT_DIRECTORY_SIZE"]
+           "IMAGE_EXPORT_DIRECTORY_SIZE", "IMAGE_FILE_MACHINE_AMD64", "IMAGE_FILE_MACHINE_I386"]

@@ -10,9 +10,8 @@ import volatility3.framework.symbols.windows as _volatility_windows_symbols
 
 from ...isf import SymbolTable
 from ...structs.paging import PAGE_SIZE
+from ...structs.pe import IMAGE_FILE_MACHINE_AMD64, IMAGE_FILE_MACHINE_I386
 
-IMAGE_FILE_MACHINE_AMD64 = 0x8664  # winnt.h
-IMAGE_FILE_MACHINE_I386 = 0x014C
 PROCESSOR_ARCHITECTURE_AMD64 = 9
 KUSER_SHARED_DATA_USER = 0x7FFE0000  # ntddk.h MM_SHARED_USER_DATA_VA
 MM_HIGHEST_USER_ADDRESS = 0x00007FFFFFFEFFFF
