@@ -53,28 +53,61 @@ from .ept import EPT_READ
 from .machine import FrameRanges, SlatMachine
 from .memory import FRAME_FREE
 
-FORMATS = ("raw", "crash-full", "crash-bitmap", "host", "crash-live", "crash-kernel")
-CRASH_FORMATS = ("crash-full", "crash-bitmap", "crash-live", "crash-kernel")
-BITMAP_FORMATS = ("crash-bitmap", "crash-live", "crash-kernel")
-KERNEL_ONLY_FORMATS = ("crash-live", "crash-kernel")  # they leave every process's user pages out
-EXTENSIONS = {"raw": "raw", "crash-full": "dmp", "crash-bitmap": "dmp", "host": "raw",
-              "crash-live": "dmp", "crash-kernel": "dmp"}
-# DumpType and _SUMMARY_DUMP signature of each bitmap format. DumpType 6 is DUMP_TYPE_BITMAP_KERNEL
-# whoever writes it, Task Manager's live dump or the kernel at a bug check.
-BITMAP_KINDS = {"crash-bitmap": (DumpType.BITMAP, FULL_BITMAP_DUMP_SIGNATURE),
-                "crash-live": (DumpType.LIVE_KERNEL, SUMMARY_DUMP_SIGNATURE),
-                "crash-kernel": (DumpType.LIVE_KERNEL, SUMMARY_DUMP_SIGNATURE)}
-
-BUGCHECK_LIVE_SYSTEM_DUMP = 0x161  # the bug check code of a dump taken from a running system
+BUGCHECK_LIVE_SYSTEM_DUMP = 0x161  # Microsoft, "Bug Check 0x161: LIVE_SYSTEM_DUMP"; windows-sys 353
 # A crash forced from the keyboard (CrashOnCtrlScroll) or a kernel debugger: Microsoft's "Bug Check
 # 0xE2 MANUALLY_INITIATED_CRASH", windows-sys MANUALLY_INITIATED_CRASH = 226; no parameters.
 BUGCHECK_MANUALLY_INITIATED_CRASH = 0xE2
-# The bug check each format's header records unless KernelFacts names one: Windows writes a
-# complete or kernel memory dump only at a bug check (here one forced from the keyboard, as an
-# analyst does to capture a machine), a live dump with LIVE_SYSTEM_DUMP.
-FORMAT_BUGCHECKS = {"crash-full": BUGCHECK_MANUALLY_INITIATED_CRASH,
-                    "crash-bitmap": BUGCHECK_MANUALLY_INITIATED_CRASH,
-                    "crash-kernel": BUGCHECK_MANUALLY_INITIATED_CRASH}
+
+
+@dataclass(frozen=True)
+class DumpFormat:
+    """How one format is acquired and laid out: everything a writer decides by format."""
+
+    extension: str
+    host_view: bool = False              # read through the host view (nothing refused)
+    dump_type: DumpType | None = None    # None: no header, frame n at byte n * 4096
+    summary_signature: bytes | None = None  # a bitmap dump's _SUMMARY_DUMP signature
+    kernel_only: bool = False            # every process's user pages (not_kernel) left out
+    # The bug check its header records unless KernelFacts names one: Windows writes a complete
+    # or kernel memory dump only at a bug check (here one forced from the keyboard, as an analyst
+    # does to capture a machine), a live dump with LIVE_SYSTEM_DUMP.
+    bugcheck: int = BUGCHECK_LIVE_SYSTEM_DUMP
+
+    @property
+    def is_crash(self) -> bool:
+        return self.dump_type is not None
+
+    @property
+    def is_bitmap(self) -> bool:
+        return self.summary_signature is not None
+
+    @property
+    def zero_fills_refused(self) -> bool:
+        """A flat image read through VTL0 stores a refused frame as zeros; a bitmap dump leaves
+        it out, and the host view is refused nothing."""
+        return not self.is_bitmap and not self.host_view
+
+
+# DumpType 6 is DUMP_TYPE_BITMAP_KERNEL whoever writes it, Task Manager's live dump or the kernel
+# at a bug check (module docstring); its summary says SDMP, a complete bitmap dump's FDMP.
+DUMP_FORMATS = {
+    "raw": DumpFormat("raw"),
+    "crash-full": DumpFormat("dmp", dump_type=DumpType.FULL,
+                             bugcheck=BUGCHECK_MANUALLY_INITIATED_CRASH),
+    "crash-bitmap": DumpFormat("dmp", dump_type=DumpType.BITMAP,
+                               summary_signature=FULL_BITMAP_DUMP_SIGNATURE,
+                               bugcheck=BUGCHECK_MANUALLY_INITIATED_CRASH),
+    "host": DumpFormat("raw", host_view=True),
+    "crash-live": DumpFormat("dmp", dump_type=DumpType.BITMAP_KERNEL,
+                             summary_signature=SUMMARY_DUMP_SIGNATURE, kernel_only=True),
+    "crash-kernel": DumpFormat("dmp", dump_type=DumpType.BITMAP_KERNEL,
+                               summary_signature=SUMMARY_DUMP_SIGNATURE, kernel_only=True,
+                               bugcheck=BUGCHECK_MANUALLY_INITIATED_CRASH),
+}
+FORMATS = tuple(DUMP_FORMATS)
+CRASH_FORMATS = tuple(name for name, spec in DUMP_FORMATS.items() if spec.is_crash)
+BITMAP_FORMATS = tuple(name for name, spec in DUMP_FORMATS.items() if spec.is_bitmap)
+KERNEL_ONLY_FORMATS = tuple(name for name, spec in DUMP_FORMATS.items() if spec.kernel_only)
 _CHUNK_PAGES = 1024                # 4 MiB writes
 
 # What the view gave for a run of frames.
@@ -95,7 +128,7 @@ class KernelFacts:
     kd_debugger_data_block: int
     number_processors: int = 1
     system_time: int = 0                 # FILETIME (100 ns since 1601, UTC)
-    bugcheck_code: int | None = None     # None: the format's own (FORMAT_BUGCHECKS, else 0x161)
+    bugcheck_code: int | None = None     # None: the format's own (DumpFormat.bugcheck)
     bugcheck_parameters: tuple[int, int, int, int] = (0, 0, 0, 0)
     machine_image_type: int = IMAGE_FILE_MACHINE_AMD64
     major_version: int = 0xF             # 0xF: free (retail) build
@@ -121,8 +154,7 @@ class WriteResult:
 
 def default_filename(fmt: str) -> str:
     """``memory.raw`` or ``memory.dmp``, as ``iumdump synth`` names its output."""
-    _check_format(fmt)
-    return f"memory.{EXTENSIONS[fmt]}"
+    return f"memory.{_format(fmt).extension}"
 
 
 def write_dump(machine: SlatMachine, path: str | os.PathLike, fmt: str,
@@ -131,51 +163,50 @@ def write_dump(machine: SlatMachine, path: str | os.PathLike, fmt: str,
     """Acquire ``machine``'s memory into ``path`` in format ``fmt`` (one of FORMATS).
     ``not_kernel``: the frames that are not kernel memory (user pages of every process, pages no
     one maps), which ``crash-live`` and ``crash-kernel`` leave out; required for those only."""
-    _check_format(fmt)
-    if fmt in CRASH_FORMATS and facts is None:
+    spec = _format(fmt)
+    if spec.is_crash and facts is None:
         raise InvalidInputError(f"the {fmt} format needs KernelFacts for its header")
-    if fmt in KERNEL_ONLY_FORMATS and not_kernel is None:
+    if spec.kernel_only and not_kernel is None:
         raise InvalidInputError(f"the {fmt} format needs the frames that are not kernel "
                                 "memory, to leave them out")
     if facts is not None and facts.bugcheck_code is None:
-        facts = replace(facts, bugcheck_code=FORMAT_BUGCHECKS.get(fmt, BUGCHECK_LIVE_SYSTEM_DUMP))
-    view = machine.host_view() if fmt == "host" else machine.view(0)
+        facts = replace(facts, bugcheck_code=spec.bugcheck)
+    view = machine.host_view() if spec.host_view else machine.view(0)
     plan = list(_plan(machine, view))
-    if fmt in KERNEL_ONLY_FORMATS:
+    if spec.kernel_only:
         plan = list(_mark(plan, not_kernel, _NOT_KERNEL))
     refused = FrameRanges((s, e) for s, e, state in plan if state == _REFUSED)
-    if fmt == "host":
+    if spec.host_view:
         refused = machine.refused_frames(0)
     path = os.fspath(path)
     with atomic_output(path, what="dump") as out, _progress(machine, fmt, progress) as bar:
-        if fmt in BITMAP_FORMATS:
+        if spec.is_bitmap:
+            first_page = _bitmap_header_size(machine.frame_count)
             result = _write_bitmap(machine, view, plan, facts, out.fileno(), bar,
-                                   *BITMAP_KINDS[fmt])
+                                   spec.dump_type, spec.summary_signature)
         else:
-            base = DUMP_HEADER64_SIZE if fmt == "crash-full" else 0
-            size = base + machine.memory.size
+            first_page = DUMP_HEADER64_SIZE if spec.is_crash else 0
+            size = first_page + machine.memory.size
             header = b""
-            if fmt == "crash-full":
-                header = build_dump_header(_dump_header(machine, facts, DumpType.FULL, size))
-            result = _write_flat(view, plan, out.fileno(), bar, base, size, header)
+            if spec.is_crash:
+                header = build_dump_header(_dump_header(machine, facts, spec.dump_type, size))
+            result = _write_flat(view, plan, out.fileno(), bar, first_page, size, header)
     written, data_bytes, size = result
-    stored_refused = fmt in ("raw", "crash-full")
-    if fmt in BITMAP_FORMATS:
+    absent = FrameRanges()
+    if spec.is_bitmap:
         absent = FrameRanges((s, e) for s, e, state in plan if state != _DATA)
-    else:
-        absent = FrameRanges()
-    first_page = {"raw": 0, "host": 0, "crash-full": DUMP_HEADER64_SIZE}.get(fmt)
-    if first_page is None:
-        first_page = _bitmap_header_size(machine.frame_count)
     return WriteResult(path=path, format=fmt, size=size, pages_written=written,
                        data_bytes=data_bytes, first_page_offset=first_page, absent_pfns=absent,
-                       zero_filled_pfns=refused if stored_refused else FrameRanges(),
+                       zero_filled_pfns=refused if spec.zero_fills_refused else FrameRanges(),
                        refused_pfns=refused)
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise InvalidInputError(f"unknown dump format {fmt!r}; expected one of {', '.join(FORMATS)}")
+def _format(fmt: str) -> DumpFormat:
+    spec = DUMP_FORMATS.get(fmt)
+    if spec is None:
+        raise InvalidInputError(f"unknown dump format {fmt!r}; "
+                                f"expected one of {', '.join(FORMATS)}")
+    return spec
 
 
 def _plan(machine: SlatMachine, view) -> Iterator[tuple[int, int, str]]:
