@@ -26,7 +26,9 @@ THREAD_WAITING = 5  # KTHREAD_STATE: Waiting
 WAIT_USER_REQUEST = 6  # KWAIT_REASON: UserRequest
 IO_TYPE_FILE = 5  # wdm.h
 VAD_IMAGE_MAP = 2  # _MI_VAD_TYPE: VadImageMap
-POOL_NONPAGED = 2  # _POOL_HEADER.PoolType of an in-use non-paged block (Vista+ headers)
+# _POOL_HEADER.PoolType of an in-use block, Vista+ headers: nonzero, even for non-paged and odd
+# for paged pool (Volatility 3 extensions/pool.py, POOL_HEADER_VISTA.is_nonpaged_pool).
+POOL_NONPAGED = 2
 POOL_PAGED = 3
 POOL_BLOCK = 16  # x64 pool granularity (POOL_BLOCK_SHIFT 4)
 BAD_TYPE_POINTER = 0xBAD0B0B0  # ObTypeIndexTable[1] on Windows 10
