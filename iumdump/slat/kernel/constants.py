@@ -9,11 +9,12 @@ from pathlib import Path
 import volatility3.framework.symbols.windows as _volatility_windows_symbols
 
 from ...isf import SymbolTable
+from ...structs.address_space import MM_SHARED_USER_DATA_VA
 from ...structs.paging import PAGE_SIZE
 from ...structs.pe import IMAGE_FILE_MACHINE_AMD64, IMAGE_FILE_MACHINE_I386
 
 PROCESSOR_ARCHITECTURE_AMD64 = 9
-KUSER_SHARED_DATA_USER = 0x7FFE0000  # ntddk.h MM_SHARED_USER_DATA_VA
+KUSER_SHARED_DATA_USER = MM_SHARED_USER_DATA_VA  # structs.address_space, with its sources
 MM_HIGHEST_USER_ADDRESS = 0x00007FFFFFFEFFFF
 MM_USER_PROBE_ADDRESS = 0x00007FFFFFFF0000
 MM_SYSTEM_RANGE_START = 0xFFFF800000000000

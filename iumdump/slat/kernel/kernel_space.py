@@ -22,10 +22,11 @@ import random
 from dataclasses import dataclass
 from typing import Iterable
 
+from ...structs.address_space import KI_USER_SHARED_DATA
 from ..pagetables import KERNEL_HALF_FIRST_INDEX, canonical
 
 PML4_SLOT = 1 << 39                  # 512 GiB
-KUSER_SHARED_DATA_KERNEL = 0xFFFFF78000000000
+KUSER_SHARED_DATA_KERNEL = KI_USER_SHARED_DATA  # structs.address_space, with its sources
 KUSER_SLOT = 0x1EF
 BOOT_IMAGES_BASE = 0xFFFFF80000000000
 BOOT_IMAGES_SLOT = 0x1F0
