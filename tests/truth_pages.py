@@ -4,8 +4,6 @@ verdict each region of a process should get."""
 
 from __future__ import annotations
 
-from iumdump.analysis.derive import region_verdict
-
 
 def user_memory_captured(truth: dict) -> bool | None:
     """At least half the normal processes' own user pages are readable in the dump (None: no
@@ -20,10 +18,14 @@ def user_memory_captured(truth: dict) -> bool | None:
 
 
 def expected_region_verdict(region: dict, captured: bool | None) -> str:
+    """DESIGN §5's rule for windows.trustletpages, restated here rather than taken from
+    iumdump.analysis.derive.region_verdict, so that the analyzer is not its own oracle: no page
+    with content is inaccessible (not-captured where the control group lacks user memory too),
+    every mapped page with content is readable, anything between is partially-readable."""
+    pages, readable = region["pages"], region["readable"]
+    assert region["absent"] + region["zero_filled"] + readable == pages, region
     if region.get("shared"):
         return "shared-user-data"
-    verdict = region_verdict(region["pages"], region["absent"], region["zero_filled"],
-                             region["readable"])
-    if verdict == "inaccessible" and region["pages"] and captured is False:
-        return "not-captured"
-    return verdict
+    if readable == 0:
+        return "not-captured" if pages and captured is False else "inaccessible"
+    return "readable" if readable == pages else "partially-readable"
