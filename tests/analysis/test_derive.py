@@ -8,12 +8,15 @@ import pytest
 
 from iumdump.analysis.derive import (ENCLAVE_HOST, INACCESSIBLE, MASQUERADE, NORMAL,
                                      NOT_CAPTURED, PARTIALLY_READABLE, PREDATES_VBS, READABLE,
-                                     SECURE, SHARED_USER_DATA, ControlGroup, ProcessPages,
+                                     SECURE, SECURE_HANDLE_MASK, SECURE_PROCESS_BIT,
+                                     SHARED_USER_DATA, TRUSTED_APP_BIT, ControlGroup, ProcessPages,
                                      RegionPages, derive_flags, derive_process,
                                      derive_protection_text, derive_secure, derive_verdict,
                                      extended_basic_information, region_verdict,
                                      render_process_verdict, render_region_verdict)
 from iumdump.analysis.fields import ProcessFields, Unknown
+from iumdump.isf import SymbolTable
+from iumdump.structs.flagwords import flag_word
 from iumdump.structs.process_info import FLAG_NAMES, parse_extended_basic_information
 
 from kernel_layouts import LAYOUT_14393, LAYOUT_19041
@@ -402,3 +405,15 @@ class TestTrustletIdentity:
     ])
     def test_unknown_images_stay_unknown(self, values):
         assert derive_process(fields(**values)).trustlet_identity is None
+
+
+def test_secure_state_bits_are_those_the_real_19041_table_names(real_isf):
+    """derive reads SecureState with bit masks of its own, and the emulator writes the word by
+    field name from the symbol table, so only the real table can tell whether both are right:
+    19041's _KPROCESS.SecureState names bit 0 SecureProcess and bit 1 (TrustedApp from 24H2,
+    Unused here), and every other bit is the secure handle."""
+    word = flag_word(SymbolTable.load(real_isf("19041")), "_KPROCESS", "SecureState")
+    assert SECURE_PROCESS_BIT == 1 << word.bit("SecureProcess").bit
+    assert TRUSTED_APP_BIT == 1 << word.bit("Unused").bit
+    handle = 0xFFFF_C08A_1234_5003
+    assert word.unnamed_bits(handle) == handle & SECURE_HANDLE_MASK
