@@ -218,3 +218,40 @@ def test_volatility_reads_the_secure_state_where_the_truth_put_it(synth_dump, vo
         if flags["IsBackground"] is not None:
             assert bool(proc.Background) is flags["IsBackground"]
     assert seen == {p["pid"] for p in dump.truth["processes"]}
+
+
+@pytest.mark.parametrize("profile", quick_only(PROFILES, "builtin"))
+def test_the_shared_user_data_page_is_where_volatility_looks_for_it(synth_dump, volatility,
+                                                                    profile):
+    """The emulator (slat.kernel) and the analyzer (analysis.pages, which labels the page in
+    every process and never counts it) each name KUSER_SHARED_DATA's two addresses. Volatility
+    names them in its own code: windows.info reads the structure at its kernel address, and its
+    Windows layer check expects the user alias at 0x7FFE0000 on the kernel's frame. Through
+    Volatility's layers each process with user pages maps the alias to that frame."""
+    from volatility3.framework.automagic.windows import Intel32LayerCheck
+    from volatility3.plugins.windows import info, pslist
+
+    from iumdump.analysis.pages import KI_USER_SHARED_DATA, MM_SHARED_USER_DATA_VA
+    from iumdump.slat.kernel.constants import KUSER_SHARED_DATA_USER
+    from iumdump.slat.kernel.kernel_space import KUSER_SHARED_DATA_KERNEL
+
+    dump = synth_dump("credential-guard", "crash-full", profile)
+    context = volatility.context(dump)
+    kernel = volatility.kernel_module(dump)
+    kernel_layer = context.layers[context.modules[kernel].layer_name]
+    kuser = info.Info.get_kuser_structure(context, kernel)
+    assert KI_USER_SHARED_DATA == KUSER_SHARED_DATA_KERNEL
+    # Volatility keeps offsets without their sign extension (48 bits).
+    assert kuser.vol.offset == KI_USER_SHARED_DATA & kernel_layer.address_mask
+    assert kuser.NtMajorVersion == 10
+    assert Intel32LayerCheck.KUSER_USER_SPACE_ADDR == MM_SHARED_USER_DATA_VA \
+        == KUSER_SHARED_DATA_USER
+    frame = kernel_layer.translate(KI_USER_SHARED_DATA)[0]
+    with_pages = {p["pid"] for p in dump.truth["processes"] if p["pages"] and p["linked"]}
+    seen = set()
+    for proc in pslist.PsList.list_processes(context, kernel):
+        if proc.UniqueProcessId in with_pages:
+            layer = context.layers[proc.add_process_layer()]
+            assert layer.translate(MM_SHARED_USER_DATA_VA)[0] == frame, proc.UniqueProcessId
+            seen.add(int(proc.UniqueProcessId))
+    assert seen == with_pages and len(seen) > 1
