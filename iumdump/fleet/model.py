@@ -67,12 +67,13 @@ def dump_record(dump: FleetDump, status: str, *, report: Mapping[str, Any] | Non
         "sha256": dump_info["sha256"], "format": dump_info["format"],
         "kernel_build": kernel.get("build"), "pdb_guid": kernel.get("pdb_guid"),
         "vbs": summary["vbs_active"], "credential_guard": summary["credential_guard"],
-        # The report's own list: a "secure" verdict whose secure state is implausible (its
-        # doubts) is not counted, as analyze does not count it.
+        # The report's own lists: a "secure" verdict whose secure state is implausible (its
+        # doubts) is not counted, as analyze does not count it, linked or not.
         "secure_processes": [{"pid": p["pid"], "name": p["name"]}
                              for p in summary["secure_processes"]],
         "masquerades": _processes(report, lambda p: p["verdict"] == MASQUERADE),
-        "unlinked_secure": _processes(report, lambda p: p["secure"] and p["linked"] is False),
+        "unlinked_secure": [{"pid": p["pid"], "name": p["name"]}
+                            for p in summary["unlinked_secure"]],
         "enclave_hosts": summary["verdicts"].get(ENCLAVE_HOST, 0),
         "processes": summary["processes"], "verdicts": dict(summary["verdicts"]),
         "findings": dict(summary["findings"]),

@@ -144,6 +144,8 @@ def _earlier_report(out_dir: Path, dump: inputs.FleetDump, size: int | None,
         return None
     if not isinstance(recorded.get("sha256"), str) or recorded.get("path") != dump.path:
         return None
+    if "unlinked_secure" not in data.get("summary", {}):  # written before the key: redo it
+        return None
     return data
 
 

@@ -214,6 +214,7 @@ def summarize(processes: Sequence[DerivedProcess], pages: Mapping[int, ProcessPa
               findings: Sequence[Finding], control: ControlGroup | None = None
               ) -> dict[str, Any]:
     kinds = {f.kind for f in findings}
+    secure = [p for p in processes if believed_secure(p)]
     verdicts = {verdict: 0 for verdict in VERDICTS}
     verdicts["unknown"] = 0
     for process in processes:
@@ -231,8 +232,10 @@ def summarize(processes: Sequence[DerivedProcess], pages: Mapping[int, ProcessPa
         # found by the pool scan where the active list could not be read at all
         "linked_unknown": sum(1 for p in processes if p.linked is None),
         "verdicts": verdicts,
-        "secure_processes": [{"pid": p.pid, "name": p.name} for p in processes
-                             if believed_secure(p)],
+        "secure_processes": [{"pid": p.pid, "name": p.name} for p in secure],
+        # of those, the ones only a pool scan found (unlinked from the active list: DKOM)
+        "unlinked_secure": [{"pid": p.pid, "name": p.name} for p in secure
+                            if p.linked is False],
         "vbs_active": "vbs-active" in kinds,
         "credential_guard": "credential-guard" in kinds,
         "trustlet_pages": totals,

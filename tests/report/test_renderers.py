@@ -61,6 +61,19 @@ class TestJson:
         assert HOSTILE in {p["name"] for p in data["processes"]}  # lossless
         assert "\\u202e" in text
 
+    def test_unlinked_secure_processes_are_those_summary_counts_as_secure(self):
+        """Regression: fleet.json listed every unlinked process whose verdict reads "secure" as
+        an unlinked secure process, one with an implausible secure state too, which report.json
+        leaves out of its secure processes; the summary now lists them for fleet to read."""
+        procs, accounting = credential_guard_machine()
+        procs.append(process("BioIso.exe", 3892, secure_state=0x1001, linked=False))
+        procs.append(process("notepad.exe", 6100, secure_state=0xFFFF_FFFF_FFFF_FFFF,
+                             linked=False))
+        data = make_report(procs, accounting).as_dict()
+        validator().validate(data)
+        assert data["summary"]["unlinked_secure"] == [{"pid": 3892, "name": "BioIso.exe"}]
+        assert 6100 not in {p["pid"] for p in data["summary"]["secure_processes"]}
+
     def test_flags_unknown_are_null_with_reason(self, cg_report):
         lsaiso = next(p for p in cg_report.processes if p["pid"] == 712)
         assert lsaiso["flags"]["IsSecureProcess"] is True
