@@ -39,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from .model import Report
+from .model import Report, dump_format_label
 
 KB = "https://iumdump.invalid/kb/"
 EXTENSION = "https://iumdump.invalid/ontology/"
@@ -134,7 +134,7 @@ class _Graph:
         path = dump["path"]
         return self.add({
             "@id": node_id, "@type": "observable:File", "core:name": os.path.basename(path),
-            "core:description": f"memory dump ({dump['format']})",
+            "core:description": f"memory dump ({dump_format_label(dump)})",
             "core:hasFacet": [
                 _facet(node_id, "observable:FileFacet", **{
                     "observable:fileName": os.path.basename(path),

@@ -14,6 +14,7 @@ from markers import SLOW
 from report_fixtures import analyze_dump, credential_guard_machine, make_report
 
 from iumdump.report import case
+from iumdump.report.model import dump_format_label
 
 CASE_VALIDATE = shutil.which("case_validate")
 needs_case_validate = pytest.mark.skipif(
@@ -55,6 +56,17 @@ def test_the_dump_is_a_file_with_its_hash(adversarial):
     assert hash_["types:hashValue"] == {"@type": "xsd:hexBinary",
                                         "@value": report["dump"]["sha256"].upper()}
     assert facet(dump, "observable:FileFacet")["observable:filePath"] == report["dump"]["path"]
+
+
+def test_the_dump_s_description_names_its_format_as_the_reports_do(adversarial):
+    """Regression: the CASE export described a crash dump by its format alone ("crash-bitmap"),
+    where report.md and report.html add the header's DumpType, signature and bug check."""
+    _truth, report, path = adversarial
+    document = json.loads(path.read_text())
+    (dump,) = [node for node in nodes_of(document, "observable:File")
+               if node.get("core:description", "").startswith("memory dump")]
+    assert dump["core:description"] == f"memory dump ({dump_format_label(report['dump'])})"
+    assert "DumpType" in dump["core:description"]
 
 
 def test_each_process_is_a_windows_process_with_its_secure_facet(adversarial):
