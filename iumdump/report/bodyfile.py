@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from .model import Report
+from .model import Report, verdict_text
 from .text import hidden_escape
 
 MD5_NONE = "0"
@@ -87,6 +87,8 @@ def _describe(process: dict[str, Any]) -> str:
     name = process["name"] if process["name"] is not None else "<unreadable name>"
     pid = process["pid"] if process["pid"] is not None else "unreadable"
     parts = [f"{process['verdict']} process {name} (PID {pid}, EPROCESS {process['offset']:#x})"]
+    if verdict_text(process) != process["verdict"]:  # qualified as the reports qualify it
+        parts.append(f"verdict {verdict_text(process)}")
     if process["linked"] is False:
         parts.append("unlinked")
     elif process["linked"] is None:

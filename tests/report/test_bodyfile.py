@@ -72,6 +72,19 @@ def test_names_never_add_a_field_or_a_line():
     assert "\u202e" not in text and text.count("\n") == len(rows)
 
 
+def test_a_verdict_is_qualified_as_the_reports_qualify_it():
+    """Regression: a notepad.exe whose SecureState word is all ones (analyze: "not counted as a
+    secure process", report.md: "secure (implausible)") went into the timeline as a plain
+    "secure process"."""
+    procs, accounting = credential_guard_machine()
+    procs.append(process("notepad.exe", 6100, secure_state=0xFFFF_FFFF_FFFF_FFFF,
+                         create_time=133_601_473_310_000_000))
+    names = [row[1] for row in fields_of(bodyfile.render(make_report(procs, accounting)))
+             if "(PID 6100," in row[1] and row[1].startswith("iumdump: ")]
+    assert names and all(name.startswith("iumdump: secure process notepad.exe")
+                         and ", verdict secure (implausible)" in name for name in names)
+
+
 @needs_mactime
 def test_mactime_decodes_names_back(tmp_path):
     procs, accounting = credential_guard_machine()
