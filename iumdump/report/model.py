@@ -20,7 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .. import __version__
 from ..analysis.derive import (VERDICTS, ControlGroup, DerivedProcess, ProcessPages,
-                               believed_secure, render_process_verdict)
+                               believed_secure, render_process_verdict,
+                               render_region_verdict)
 from ..analysis.findings import SEVERITIES, Finding, count_by_severity
 
 REPORT_VERSION = "1"
@@ -59,6 +60,12 @@ def verdict_text(process: Mapping[str, Any]) -> str:
     return render_process_verdict(process["verdict"] or "unknown",
                                   implausible=bool(process.get("doubts")),
                                   partial=bool(process.get("partial")))
+
+
+def region_verdict_text(region: Mapping[str, Any]) -> str:
+    """A region's Verdict cell, as windows.trustletpages writes it: ``(partial)`` where its
+    pages could not all be accounted for."""
+    return render_region_verdict(region["verdict"], bool(region.get("partial")))
 
 
 def iso_time(value: datetime | float | None) -> str | None:

@@ -24,7 +24,7 @@ from markupsafe import Markup
 from ..analysis.findings import SEVERITIES
 from . import text
 from .model import (FLAG_SHORT, SEVERITY_NOTES, control_label, dump_format_label, pages_sentence,
-                    trustlet_id_text, verdict_text)
+                    region_verdict_text, trustlet_id_text, verdict_text)
 
 TEMPLATE_PACKAGE = "iumdump.report"
 TEMPLATE_FOLDER = "templates"
@@ -62,6 +62,7 @@ _FILTERS = {
     "dump_format": dump_format_label,
     "hex": text.hex_or_dash,
     "pid": text.pid_text,
+    "region_verdict": region_verdict_text,
     "thousands": "{:,}".format,
     "trustlet_id": trustlet_id_text,
     "verdict_text": verdict_text,
