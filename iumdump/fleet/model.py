@@ -16,8 +16,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .. import __version__
 from ..analysis.derive import ENCLAVE_HOST, MASQUERADE, VERDICTS
-from ..analysis.findings import SEVERITIES, SEVERITY_RANK
-from ..report.model import TOOL_NAME, iso_time, volatility_version
+from ..analysis.findings import SEVERITY_RANK
+from ..report.model import SEVERITIES_MOST_FIRST, TOOL_NAME, iso_time, volatility_version
 from .inputs import FleetDump
 from .task import ANALYSED, FAILED, RESUMED
 
@@ -25,7 +25,7 @@ FLEET_VERSION = "1"
 INTERRUPTED = "interrupted"
 STATUSES = (ANALYSED, RESUMED, FAILED, INTERRUPTED)
 NO_FINDINGS = "none"
-SEVERITY_ORDER = tuple(reversed(SEVERITIES)) + (NO_FINDINGS,)  # most severe first
+SEVERITY_ORDER = SEVERITIES_MOST_FIRST + (NO_FINDINGS,)
 
 
 def _processes(report: Mapping[str, Any], keep) -> list[dict[str, Any]]:
@@ -33,7 +33,7 @@ def _processes(report: Mapping[str, Any], keep) -> list[dict[str, Any]]:
 
 
 def highest_severity(counts: Mapping[str, int]) -> str:
-    for severity in reversed(SEVERITIES):
+    for severity in SEVERITIES_MOST_FIRST:
         if counts.get(severity):
             return severity
     return NO_FINDINGS
@@ -92,7 +92,7 @@ def severity_key(record: Mapping[str, Any]) -> tuple:
         return (0 if record["status"] == FAILED else 1, 0, (), record["path"])
     counts = record["findings"] or {}
     rank = SEVERITY_RANK.get(record["highest_severity"], -1)
-    return (2, -rank, tuple(-counts.get(s, 0) for s in reversed(SEVERITIES)), record["path"])
+    return (2, -rank, tuple(-counts.get(s, 0) for s in SEVERITIES_MOST_FIRST), record["path"])
 
 
 def ordered_by_severity(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -36,6 +36,9 @@ FLAG_SHORT = {
 }
 
 
+# The order every report, table and fleet ranking lists severities in.
+SEVERITIES_MOST_FIRST = tuple(reversed(SEVERITIES))
+
 # What each severity asks of the analyst, beside its heading in report.md and report.html.
 SEVERITY_NOTES = {
     "high": "a likely sign of compromise or tampering; investigate",
@@ -204,7 +207,7 @@ class Report:
     def findings_by_severity(self) -> list[tuple[str, list[dict[str, Any]]]]:
         """``[(severity, findings)]``, most severe first, empty severities left out."""
         groups = []
-        for severity in reversed(SEVERITIES):
+        for severity in SEVERITIES_MOST_FIRST:
             chosen = [f for f in self.findings if f["severity"] == severity]
             if chosen:
                 groups.append((severity, chosen))

@@ -21,10 +21,10 @@ from typing import Any, Mapping
 import jinja2
 from markupsafe import Markup
 
-from ..analysis.findings import SEVERITIES
 from . import text
-from .model import (FLAG_SHORT, SEVERITY_NOTES, control_label, dump_format_label, pages_sentence,
-                    region_verdict_text, trustlet_id_text, verdict_text)
+from .model import (FLAG_SHORT, SEVERITIES_MOST_FIRST, SEVERITY_NOTES, control_label,
+                    dump_format_label, pages_sentence, region_verdict_text, trustlet_id_text,
+                    verdict_text)
 
 TEMPLATE_PACKAGE = "iumdump.report"
 TEMPLATE_FOLDER = "templates"
@@ -74,7 +74,7 @@ _GLOBALS = {
     "flag_sources": flag_sources,
     "pages_sentence": pages_sentence,
     "page_problems": page_problems,
-    "severities": tuple(reversed(SEVERITIES)),  # most severe first
+    "severities": SEVERITIES_MOST_FIRST,
     "severity_notes": SEVERITY_NOTES,
 }
 
