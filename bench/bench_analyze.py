@@ -47,6 +47,14 @@ GOALS = {"analyze_vs_psscan_wall": 1.25, "analyze_vs_manual_wall": 0.5,
          "analyze_vs_psscan_rss": 1.5}
 
 
+def print_goals(ratios: dict[str, float], goals: dict[str, float]) -> None:
+    """Each ratio beside its goal (lower is better), ok or MISSED."""
+    width = max(len(name) for name in ratios) + 2
+    for name, value in ratios.items():
+        verdict = "ok" if value <= goals[name] else "MISSED"
+        print(f"{name:<{width}}{value:>6.2f}  (goal <= {goals[name]})  {verdict}")
+
+
 def run(command: list[str]) -> tuple[float, int, str]:
     """(wall seconds, peak RSS bytes, stdout) of one run; exits on failure."""
     start = time.perf_counter()
@@ -161,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'sha256 of the dump alone':<34}{results['sha256']['wall']:>10.2f}"
           f"{results['sha256']['rss'] / 2**20:>15.0f}")
     print()
-    for name, value in ratios.items():
-        verdict = "ok" if value <= GOALS[name] else "MISSED"
-        print(f"{name:<26}{value:>6.2f}  (goal <= {GOALS[name]})  {verdict}")
+    print_goals(ratios, GOALS)
     print(f"{'sha256 alone / psscan (floor)':<26}{floor:>6.2f}")
     timings = report["analysis"].get("timings", {})
     print("analyze phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

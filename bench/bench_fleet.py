@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_analyze import print_goals  # bench/ is the script's directory
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ISF = REPO.parent / "shared" / "isf"
@@ -222,9 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{labels[name]:<34}{wall[name]:>9.1f}{ratio:>8.2f}{cpu:>8.1f}{rate:>16.0f}"
               f"{peak:>14}")
     print()
-    for name, value in ratios.items():
-        verdict = "ok" if value <= GOALS[name] else "MISSED"
-        print(f"{name:<16}{value:>6.2f}  (goal <= {GOALS[name]})  {verdict}")
+    print_goals(ratios, GOALS)
     for name in ("fleet1", "fleet2"):
         for worker, rss in results[name][-1]["worker_rss_after_tasks"].items():
             print(f"{name} worker {worker}: RSS after each task (MiB) "
