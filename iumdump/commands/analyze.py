@@ -12,7 +12,7 @@ from ..errors import InvalidInputError
 from ..report import (DEFAULT_FORMATS, FILE_NAMES, FORMATS, Report, report_paths,
                       write_report as write)
 from ..report.output import check_targets
-from ..report.model import control_label, dump_format_label
+from ..report.model import control_label, dump_format_label, page_problems
 from ..report.text import visible
 
 DESCRIPTION = """\
@@ -184,10 +184,8 @@ def partial_reasons(report: Report) -> list[str]:
         if process.get("unreadable"):
             reasons.append(f"{who}: unreadable {', '.join(process['unreadable'])}")
     for entry in report.pages:
-        problems = entry.get("problems") or [problem for region in entry["regions"]
-                                             for problem in region.get("problems", [])]
         reasons += [f"pages of {entry['name']} (PID {entry['pid']}): {problem}"
-                    for problem in dict.fromkeys(problems)]
+                    for problem in page_problems(entry)]
     return reasons
 
 

@@ -145,6 +145,13 @@ def dump_format_label(dump: Mapping[str, Any]) -> str:
     return ", ".join([str(dump["format"]), *parts])
 
 
+def page_problems(entry: Mapping[str, Any]) -> list[str]:
+    """Why a process's page accounting is partial: its own problems, then its regions', once
+    each in order."""
+    return list(dict.fromkeys(entry.get("problems", []) + [
+        problem for region in entry["regions"] for problem in region.get("problems", [])]))
+
+
 def control_label(control: Mapping[str, Any]) -> str:
     count = control["processes"]
     return f"{count} normal process{'' if count == 1 else 'es'}"

@@ -23,8 +23,8 @@ from markupsafe import Markup
 
 from . import text
 from .model import (FLAG_SHORT, SEVERITIES_MOST_FIRST, SEVERITY_NOTES, control_label,
-                    dump_format_label, pages_sentence, region_verdict_text, trustlet_id_text,
-                    verdict_text)
+                    dump_format_label, page_problems, pages_sentence, region_verdict_text,
+                    trustlet_id_text, verdict_text)
 
 TEMPLATE_PACKAGE = "iumdump.report"
 TEMPLATE_FOLDER = "templates"
@@ -41,13 +41,6 @@ def flag_sources(process: Mapping[str, Any]) -> str:
     """Which field each flag came from, for a tooltip."""
     return "; ".join(f"{name}: {source or 'not derivable'}"
                      for name, source in process.get("flag_sources", {}).items())
-
-
-def page_problems(entry: Mapping[str, Any]) -> list[str]:
-    """Why a process's page accounting is partial: its own problems, then its regions', once
-    each in order."""
-    return list(dict.fromkeys(entry.get("problems", []) + [
-        problem for region in entry["regions"] for problem in region.get("problems", [])]))
 
 
 def _html_finalize(value: Any) -> Any:

@@ -74,6 +74,28 @@ class TestJson:
         assert data["summary"]["unlinked_secure"] == [{"pid": 3892, "name": "BioIso.exe"}]
         assert 6100 not in {p["pid"] for p in data["summary"]["secure_processes"]}
 
+    def test_the_terminal_gives_every_reason_the_reports_give_for_partial_pages(self):
+        """Regression: where a process's page walk had problems of its own, analyze's terminal
+        summary left out its regions' problems, which report.md and report.html list."""
+        import dataclasses
+
+        from iumdump.commands.analyze import partial_reasons
+        from iumdump.report.model import page_problems
+
+        procs, accounting = credential_guard_machine()
+        lsaiso = procs[2]
+        walk = accounting[lsaiso.offset]
+        region = dataclasses.replace(walk.regions[0], problems=("PDE at 0x1000 unreadable",))
+        accounting[lsaiso.offset] = dataclasses.replace(
+            walk, regions=(region, *walk.regions[1:]), problems=("VAD tree loops",))
+        report = make_report(procs, accounting)
+        (entry,) = [e for e in report.pages if e["pid"] == lsaiso.pid]
+        assert page_problems(entry) == ["VAD tree loops", "PDE at 0x1000 unreadable"]
+        reasons = partial_reasons(report)
+        assert [r for r in reasons if r.startswith("pages of LsaIso.exe")] == \
+            [f"pages of LsaIso.exe (PID {lsaiso.pid}): {problem}"
+             for problem in page_problems(entry)]
+
     def test_flags_unknown_are_null_with_reason(self, cg_report):
         lsaiso = next(p for p in cg_report.processes if p["pid"] == 712)
         assert lsaiso["flags"]["IsSecureProcess"] is True
