@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import html
 import io
 import json
 from typing import Any, Mapping
@@ -21,7 +20,7 @@ from typing import Any, Mapping
 from ..report import html as report_html
 from ..report import jsonreport as report_json
 from ..report.templating import html_environment
-from ..report.text import visible
+from ..report.text import html_message, visible
 from ..visible import one_line
 from .model import ordered_by_severity
 
@@ -96,9 +95,7 @@ def _environment():
 
     environment = html_environment().overlay(
         loader=jinja2.PackageLoader("iumdump.fleet", "templates"))
-    # An error is our wording with its outside text already visible: escape it for HTML only.
-    environment.filters["message"] = lambda value: Markup(html.escape(one_line(value),
-                                                                      quote=False))
+    environment.filters["message"] = lambda value: Markup(html_message(value))
     return environment
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import html
 
-from ..visible import hidden_escape, visible
+from ..visible import hidden_escape, one_line, visible
 
-__all__ = ["hex_or_dash", "hidden_escape", "html_attribute", "html_text", "markdown", "pid_text",
-           "visible", "yes_no"]
+__all__ = ["hex_or_dash", "hidden_escape", "html_attribute", "html_message", "html_text",
+           "markdown", "pid_text", "visible", "yes_no"]
 
 _MARKDOWN_SPECIAL = frozenset("\\`*_[]<>|~&")
 
@@ -40,6 +40,12 @@ def html_text(text: object) -> str:
 def html_attribute(text: object) -> str:
     """Visible text escaped for a quoted HTML attribute value."""
     return html.escape(visible(text), quote=True)
+
+
+def html_message(text: object) -> str:
+    """A message of our own wording whose outside text is already visible (an error naming a
+    file), escaped for an HTML text node: kept on one line, not made visible a second time."""
+    return html.escape(one_line(text), quote=False)
 
 
 def hex_or_dash(value: int | None, width: int = 0) -> str:
