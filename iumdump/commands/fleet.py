@@ -148,8 +148,7 @@ SHOWN_MACHINES = 10  # high-severity machines named on the terminal; the rest ar
 
 
 def _print_summary(run: fleet_run.FleetRun, say) -> None:
-    records = run.ordered_records()
-    summary = fleet_run.model.fleet_summary(records)
+    records, summary = run.fleet["dumps"], run.fleet["summary"]  # as fleet.json says them
     statuses = summary["statuses"]
     elapsed = (run.finished or time.time()) - run.started
     done = statuses[fleet_run.ANALYSED]

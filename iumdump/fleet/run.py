@@ -30,11 +30,10 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from ..atomic import write_atomic
 from ..errors import Error, InvalidInputError, ReportExistsError
 from ..report import FILE_NAMES as REPORT_FILES
 from ..report import Report, report_paths, write_report
-from ..report.output import check_targets, interrupts_deferred, prepare_directory
+from ..report.output import check_targets, prepare_directory, write_reports
 from ..report.model import iso_time
 from ..visible import one_line, visible
 from . import inputs, model, render
@@ -86,6 +85,7 @@ class FleetRun:
     cluster: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    fleet: dict | None = None  # fleet.json as written
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # names this run's tasks
 
     def ordered_records(self) -> list[dict]:
@@ -328,14 +328,8 @@ def write_fleet(run: FleetRun, options: FleetOptions) -> list[Path]:
                               interrupted=run.interrupted, notes=run.notes)
     rendered = {run.out_dir / name: render.RENDERERS[fmt](fleet)
                 for fmt, name in render.FILE_NAMES.items()}
-    written = []
-    with interrupts_deferred():  # fleet.json, .csv and .html describe the same run
-        for path, text in rendered.items():
-            try:
-                write_atomic(path, text)
-            except OSError as exc:
-                raise InvalidInputError(f"cannot write the fleet report: {exc.strerror or exc}",
-                                        path=str(path)) from None
-            written.append(path)
-    run.written = written
-    return written
+    # analyze's writer: each file atomic, and a Ctrl-C waits for the set (fleet.json, .csv and
+    # .html describe the same run); an earlier run's are replaced, as check_output allowed.
+    run.written = write_reports(rendered, force=True)
+    run.fleet = fleet
+    return run.written

@@ -165,7 +165,7 @@ def interrupt_after_first_write(monkeypatch, module) -> list[str]:
 def test_ctrl_c_while_the_fleet_report_is_written_finishes_it(tmp_path, monkeypatch):
     """A second Ctrl-C while fleet.json, fleet.csv and fleet.html are written left fleet.json
     alone, describing a run whose CSV and HTML were missing or from an earlier run."""
-    written = interrupt_after_first_write(monkeypatch, fleet_run)
+    written = interrupt_after_first_write(monkeypatch, report_output)  # the writer fleet uses
     done = fleet_run.FleetRun(out_dir=tmp_path, planned=[], finished=1_700_000_060.0,
                               cluster=fleet_of([])["run"]["cluster"])
     with pytest.raises(KeyboardInterrupt):
