@@ -191,7 +191,7 @@ def _run(args) -> int:
     run = fleet_run.FleetRun(out_dir=args.output, planned=planned)
     confirm = sum(1 for item in planned if item.earlier is not None)
     say(f"fleet    {len(planned)} dump{'s' if len(planned) != 1 else ''} → "
-        f"{args.output}/reports/ ({', '.join(options.formats)})" +
+        f"{visible(args.output)}/reports/ ({', '.join(options.formats)})" +
         (f"; {confirm} with a report from an earlier run, to confirm" if confirm else ""))
     import dask
 
@@ -224,7 +224,7 @@ def _run(args) -> int:
     _print_summary(run, say)
     say("reports")
     for path in written:
-        print(f"  {path}" if not args.quiet else str(path), file=sys.stdout)
+        print(f"  {visible(path)}" if not args.quiet else visible(path), file=sys.stdout)
     if run.interrupted:
         counts = run.counts()
         print(f"iumdump fleet: interrupted with {counts['interrupted']} of {len(planned)} dumps "
