@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from .model import Report
 from .templating import TEMPLATE_FOLDER, html_environment
+from .text import pid_text
 
 TEMPLATE = "report.html.j2"
 STRIP_TEMPLATE = "strip.svg.j2"
@@ -42,8 +43,7 @@ def strip_geometry(entry: dict[str, Any], width: int = 1000, height: int = 64
                    ) -> dict[str, Any]:
     """Where the strip of one process's page accounting draws each region and its fates."""
     regions = [r for r in entry["regions"] if r["pages"]] or entry["regions"]
-    pid = "?" if entry["pid"] is None else entry["pid"]
-    label = (f"User address space of {entry['name']} (PID {pid}): "
+    label = (f"User address space of {entry['name']} (PID {pid_text(entry['pid'])}): "
              f"{entry['pages']} mapped pages, {entry['absent']} absent, "
              f"{entry['zero_filled']} zero-filled, {entry['readable']} readable")
     strip = {"width": width, "height": height, "label": label, "bar_top": _BAR_TOP,
