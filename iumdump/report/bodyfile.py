@@ -8,8 +8,9 @@ TSK 3.x writes one line per item, eleven ``|``-separated fields
 
 with the times in Unix seconds; mactime needs at least one of them non-zero and prints the other
 fields as they are (it lists a zero time too, as 0000-00-00, unless given a start date:
-``mactime -b report.body -d -y 1970-01-02``). Every field is filled here, because plaso and
-mactime skip a line with an empty one: MD5 ``0`` (TSK's "not hashed"), inode the PID (``0`` for
+``mactime -b report.body -d -y 1970-01-02``). Every field is filled here: mactime skips a
+line with an empty one, and plaso's parser (log2timeline/plaso, ``plaso/parsers/bodyfile.py``)
+fails on an empty inode. So: MD5 ``0`` (TSK's "not hashed"), inode the PID (``0`` for
 a finding about the machine), mode ``-/----------`` (TSK's mode string of an entry with no file
 type), UID, GID and size ``0``, and ``0`` for each time an event does not have (as fls writes a
 missing crtime).
@@ -32,7 +33,9 @@ the analysis in ctime, its recorded time in the name, and the findings about tha
 Names are text from the dump: characters that do not print are written as visible escapes
 (``\\x07``, ``\\u202e``), and ``%`` and ``|`` as ``%25`` and ``%7C``, which mactime decodes back
 (it splits each line at ``|`` and then decodes ``%XX``); a name therefore never adds a field or
-a line.
+a line. plaso takes the MD5 from the front of a line and the other nine fields from its end, so
+a name keeps its place there too; it decodes ``\\xNN`` (control characters), ``\\|`` and
+``\\\\`` in a name but not ``%XX``, so it shows ``%7C`` and ``%25`` as written.
 """
 
 from __future__ import annotations
