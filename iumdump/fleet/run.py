@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..errors import Error, InvalidInputError, ReportExistsError
 from ..report import FILE_NAMES as REPORT_FILES
-from ..report import Report, report_paths, write_report
+from ..report import DEFAULT_FORMATS, Report, report_paths, write_report
 from ..report.output import check_targets, prepare_directory, write_reports
 from ..report.model import iso_time
 from ..visible import one_line, visible
@@ -45,7 +45,7 @@ from .task import (ANALYSED, FAILED, RESUMED, TIMEOUT_METADATA, DumpJob, DumpOut
 class FleetOptions:
     symbol_dirs: tuple[str, ...] = ()
     offline: bool = False
-    formats: tuple[str, ...] = ("json", "md", "html")
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     timeout: float | None = None
     resume: bool = False
     force: bool = False

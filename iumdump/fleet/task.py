@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import Error
+from ..report import DEFAULT_FORMATS
 from ..visible import one_line
 
 ANALYSED = "analysed"
@@ -62,7 +63,7 @@ class DumpJob:
     report_id: str
     symbol_dirs: tuple[str, ...] = ()
     offline: bool = False
-    formats: tuple[str, ...] = ("json", "md", "html")
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     timeout: float | None = None
     expected_sha256: str | None = None
     run_token: str | None = None  # names this run's timeout records on the scheduler
