@@ -7,6 +7,8 @@ import sys
 from ..errors import InvalidInputError
 from ..slat.scenario import bundled_scenarios, format_size
 from ..slat.synth import DEFAULT_FORMAT, DEFAULT_SCENARIO, FORMATS, synthesize
+from ..slat.writers import DUMP_FORMATS
+from ..structs.crashdump import DumpType
 
 FORMAT_HELP = {
     "raw": "flat image; VTL1 pages zero-filled (WinPmem)",
@@ -20,8 +22,10 @@ FORMAT_HELP = {
                     "MANUALLY_INITIATED_CRASH), the file an automatic memory dump is too; kernel "
                     "memory only, as crash-live (read it with vol -p \"$(iumdump plugins)\")",
 }
-# DumpType 6, which Volatility 3 reads only through iumdump's layer.
-NEEDS_PLUGINS = ("crash-live", "crash-kernel")
+# The formats whose header says DumpType 6, which Volatility 3 reads only through iumdump's layer
+# (analysis.livedump): taken from the writers' table, not restated.
+NEEDS_PLUGINS = tuple(name for name, spec in DUMP_FORMATS.items()
+                      if spec.dump_type == DumpType.BITMAP_KERNEL)
 
 
 def register(subparsers) -> None:
